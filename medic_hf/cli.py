@@ -1,0 +1,31 @@
+"""The `medic-hf` command: `train`, `evaluate` and `predict`."""
+
+import sys
+
+from . import evaluation, prediction, training
+
+
+COMMANDS = {
+    "train": (training.main, "Fine-tune a shared backbone with one head per MEDIC task."),
+    "evaluate": (evaluation.main, "Score a trained model on a MEDIC split, per task."),
+    "predict": (prediction.main, "Label image files or folders, one JSON object per image."),
+}
+
+USAGE = "usage: medic-hf {" + ",".join(COMMANDS) + "} [options]\n\n" + "\n".join(
+    f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()
+) + "\n\nRun `medic-hf COMMAND --help` for a command's options."
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    command, *rest = argv
+    if command not in COMMANDS:
+        sys.exit(f"medic-hf: unknown command {command!r}.\n\n{USAGE}")
+    COMMANDS[command][0](rest)
+
+
+if __name__ == "__main__":
+    main()

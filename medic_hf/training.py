@@ -1,0 +1,272 @@
+"""`medic-hf train`: fine-tune one shared backbone with four heads on MEDIC with the transformers `Trainer`.
+
+Every `TrainingArguments` option is accepted on the command line, so the command runs as it is on one CPU
+or GPU and under `accelerate launch` or `torchrun` on several.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import transformers
+from transformers import (
+    AutoImageProcessor,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+
+from .labels import label_column
+from .loading import load_medic
+from .metrics import (
+    BEST_MODEL_METRIC,
+    compute_task_metrics,
+    create_compute_metrics,
+    flatten_metrics,
+    format_table,
+    split_by_task,
+)
+from .model_card import create_model_card
+from .modeling_medic import MedicForMultiTaskImageClassification
+from .transforms import MedicTransform
+
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "medic_metrics.json"
+
+
+@dataclass
+class ModelArguments:
+    backbone: str = field(
+        default="microsoft/resnet-18",
+        metadata={
+            "help": "Hub id or local folder of the vision backbone (any model AutoModel can load) and its image "
+            "processor. The default is the ResNet-18 the MEDIC authors used as their reference."
+        },
+    )
+    pooling: str = field(
+        default="auto",
+        metadata={"help": "How to pool backbone features: auto, cls, mean or pooler (see MedicConfig)."},
+    )
+    classifier_dropout: float = field(default=0.0, metadata={"help": "Dropout probability before the heads."})
+    model_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where to cache backbone weights downloaded from the Hub."}
+    )
+
+
+@dataclass
+class DataArguments:
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "MEDIC folder (with the MEDIC_*.tsv files) or MEDIC.tar.gz. Default: download the official archive."
+        },
+    )
+    dataset_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where datasets keeps the prepared Arrow files. Default: the datasets cache."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first N training examples only, for quick runs."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on the first N validation and test examples only."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes that check the images while the dataset is prepared."}
+    )
+
+    def __post_init__(self):
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"Invalid `--{name} {value}`: give a positive number of examples or leave it out.")
+
+
+@dataclass
+class MedicTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults for MEDIC: evaluate and save each epoch, keep the best mean macro-F1."""
+
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint: no, steps or epoch."})
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Load the checkpoint with the best `metric_for_best_model` after training."}
+    )
+    metric_for_best_model: str | None = field(
+        default=BEST_MODEL_METRIC,
+        metadata={"help": "Validation metric that picks the best checkpoint; the default is the mean macro-F1."},
+    )
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints to keep besides the best one."}
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Must stay False: images are decoded on the fly from the `image` column."},
+    )
+
+    def __post_init__(self):
+        if self.output_dir is None:
+            raise ValueError("Missing `--output_dir`: give the folder to write the model, metrics and card to.")
+        if self.remove_unused_columns:
+            raise ValueError(
+                "`--remove_unused_columns True` would drop the `image` column that the on-the-fly transform reads. "
+                "Leave the option out."
+            )
+        super().__post_init__()
+
+
+class MedicTrainer(Trainer):
+    """`Trainer` that reloads checkpoints through `from_pretrained`.
+
+    transformers 5 saves some backbones (ViT, DINOv2, ...) under their older weight names and renames them
+    back in `from_pretrained`, but `Trainer` reloads the best checkpoint and resumes with a plain
+    `load_state_dict`, which skips the renaming and leaves the backbone weights unloaded.
+    """
+
+    def _load_best_model(self) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_best_model()
+        logger.info(f"Loading best model from {self.state.best_model_checkpoint} (score: {self.state.best_metric}).")
+        self._load_weights_from(self.state.best_model_checkpoint, self.model)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_weights_from(resume_from_checkpoint, model or self.model)
+
+    @staticmethod
+    def _load_weights_from(checkpoint: str, model) -> None:
+        saved = type(model).from_pretrained(checkpoint)
+        model.load_state_dict(saved.state_dict(), strict=True)
+
+
+def parse_train_args(argv: list[str] | None = None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, MedicTrainingArguments), prog="medic-hf train")
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, training_args: MedicTrainingArguments) -> dict:
+    """Fine-tune, keep the best checkpoint, evaluate it on validation and test, and save it with a card.
+
+    Returns:
+        The per-split results of `metrics.compute_task_metrics` for the saved model.
+    """
+    setup_logging(training_args)
+    logger.info(f"Training on {training_args.world_size} process(es), device {training_args.device}")
+    set_seed(training_args.seed)
+
+    # Load the data once on the main process; the others wait, then read the prepared cache.
+    with training_args.main_process_first(desc="preparing MEDIC"):
+        medic = load_medic(
+            data_args.data_dir,
+            cache_dir=data_args.dataset_cache_dir,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+    if data_args.max_train_samples is not None:
+        medic["train"] = medic["train"].select(range(min(data_args.max_train_samples, len(medic["train"]))))
+    if data_args.max_eval_samples is not None:
+        for split in ("validation", "test"):
+            medic[split] = medic[split].select(range(min(data_args.max_eval_samples, len(medic[split]))))
+
+    # Build the model: pretrained backbone, new heads.
+    image_processor = AutoImageProcessor.from_pretrained(model_args.backbone, cache_dir=model_args.model_cache_dir)
+    model = MedicForMultiTaskImageClassification.from_backbone(
+        model_args.backbone,
+        pooling=model_args.pooling,
+        classifier_dropout=model_args.classifier_dropout,
+        cache_dir=model_args.model_cache_dir,
+    )
+    tasks = model.config.tasks
+    num_labels = {task: model.config.num_labels_for(task) for task in tasks}
+    training_args.label_names = [label_column(task) for task in tasks]
+
+    # Decode and augment images on the fly.
+    medic["train"].set_transform(MedicTransform(image_processor, tasks, train=True))
+    for split in ("validation", "test"):
+        medic[split].set_transform(MedicTransform(image_processor, tasks, train=False))
+
+    trainer = MedicTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=medic["train"],
+        eval_dataset=medic["validation"] if training_args.eval_strategy != "no" else None,
+        data_collator=default_data_collator,
+        compute_metrics=create_compute_metrics(tasks, num_labels),
+        processing_class=image_processor,
+    )
+
+    # Train and save the best model with its image processor.
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    # Score the saved model on validation and test, with confusion matrices.
+    results = {}
+    for split in ("test", "validation"):
+        results[split] = evaluate_split(trainer, medic[split], tasks, num_labels, split)
+
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        (output_dir / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+        card = create_model_card(
+            model.config,
+            model_id=str(output_dir),
+            data_source=data_args.data_dir,
+            split_sizes={split: len(dataset) for split, dataset in medic.items()},
+            hyperparameters=card_hyperparameters(training_args),
+            results=results,
+        )
+        card.save(output_dir / "README.md")
+        logger.info(f"Saved the model, {METRICS_FILE} and README.md to {output_dir}")
+    return results
+
+
+def evaluate_split(trainer: Trainer, dataset, tasks: list[str], num_labels: dict[str, int], split: str) -> dict:
+    """Predict a split with the trainer and compute the full per-task results, logging them as a table."""
+    output = trainer.predict(dataset, metric_key_prefix=split)
+    predictions, references = split_by_task(tasks, output.predictions, output.label_ids)
+    results = compute_task_metrics(predictions, references, num_labels)
+    trainer.log_metrics(split, flatten_metrics(results))
+    trainer.save_metrics(split, flatten_metrics(results))
+    if trainer.is_world_process_zero():
+        print(f"\n{split} split:\n{format_table(results)}\n")
+    return results
+
+
+def card_hyperparameters(training_args: TrainingArguments) -> dict:
+    return {
+        "learning_rate": training_args.learning_rate,
+        "train_batch_size (per device)": training_args.per_device_train_batch_size,
+        "devices (world size)": training_args.world_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "num_train_epochs": training_args.num_train_epochs,
+        "optimizer": training_args.optim,
+        "weight_decay": training_args.weight_decay,
+        "lr_scheduler_type": training_args.lr_scheduler_type,
+        "warmup_steps": training_args.warmup_steps,
+        "seed": training_args.seed,
+        "mixed_precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    model_args, data_args, training_args = parse_train_args(argv)
+    train(model_args, data_args, training_args)
