@@ -6,10 +6,12 @@ or GPU and under `accelerate launch` or `torchrun` on several.
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import torch
 import transformers
 from transformers import (
     AutoImageProcessor,
@@ -109,6 +111,11 @@ class MedicTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        # torchrun and `accelerate launch --multi_gpu` start several processes even without a GPU, but
+        # accelerate only joins them into one CPU process group when the CPU is requested.
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.use_cpu and not torch.accelerator.is_available():
+            logger.info("No GPU found: running the distributed processes on the CPU (`--use_cpu True`).")
+            self.use_cpu = True
         if self.output_dir is None:
             raise ValueError("Missing `--output_dir`: give the folder to write the model, metrics and card to.")
         if self.remove_unused_columns:
@@ -150,15 +157,17 @@ def parse_train_args(argv: list[str] | None = None):
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
+    """Log medic_hf's progress at info level on the main process; `--log_level` also sets the libraries' level."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
-        level=logging.INFO if training_args.should_log else logging.WARNING,
     )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    if training_args.log_level != "passive":
+        level = training_args.get_process_log_level()
+        datasets.utils.logging.set_verbosity(level)
+        transformers.utils.logging.set_verbosity(level)
+    logging.getLogger("medic_hf").setLevel(level)
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: MedicTrainingArguments) -> dict:
@@ -168,6 +177,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: M
         The per-split results of `metrics.compute_task_metrics` for the saved model.
     """
     setup_logging(training_args)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if training_args.world_size != launched:
+        raise RuntimeError(
+            f"The launcher started {launched} processes but they did not join one process group (world size "
+            f"{training_args.world_size}), so each would train and write {training_args.output_dir} on its own. "
+            "On CPUs, launch with `torchrun --nproc_per_node N` or `accelerate launch --multi_gpu --num_processes N`."
+        )
     logger.info(f"Training on {training_args.world_size} process(es), device {training_args.device}")
     set_seed(training_args.seed)
 
