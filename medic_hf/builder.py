@@ -1,8 +1,8 @@
 """A `datasets` builder that reads MEDIC from the official archive or from a folder laid out like it.
 
 datasets 4 and later no longer run loading scripts, so the builder lives in the package and
-`medic_hf.load_medic` calls it. The archive holds `MEDIC_train.tsv`, `MEDIC_dev.tsv` and `MEDIC_test.tsv`
-with one row per image, and `image_path` is relative to the folder that holds them.
+`medic_hf.load_medic` calls it. The archive contains `MEDIC_train.tsv`, `MEDIC_dev.tsv` and `MEDIC_test.tsv`
+with one row per image, and `image_path` is relative to the folder that contains them.
 """
 
 import csv
@@ -118,7 +118,7 @@ class MedicBuilder(datasets.GeneratorBasedBuilder):
         path = Path(data_dir).expanduser()
         if not path.exists():
             raise FileNotFoundError(
-                f"MEDIC data not found at `data_dir={data_dir!r}`. Pass the folder that holds MEDIC_train.tsv, "
+                f"MEDIC data not found at `data_dir={data_dir!r}`. Pass the folder that contains MEDIC_train.tsv, "
                 "MEDIC_dev.tsv and MEDIC_test.tsv, or the MEDIC.tar.gz archive."
             )
         if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
@@ -127,7 +127,7 @@ class MedicBuilder(datasets.GeneratorBasedBuilder):
 
 
 def find_tsv_folder(path: Path) -> Path:
-    """Find the one folder under `path` that holds all three MEDIC TSV files, at any depth.
+    """Find the one folder under `path` that contains all three MEDIC TSV files, at any depth.
 
     The archive may or may not wrap its files in a top-level folder, so the depth is not assumed.
     """
@@ -139,7 +139,7 @@ def find_tsv_folder(path: Path) -> Path:
     expected = ", ".join(SPLIT_FILES.values())
     if not complete:
         raise FileNotFoundError(
-            f"No folder under {path} holds all of {expected}. Pass the MEDIC folder or archive as `data_dir`."
+            f"No folder under {path} contains all of {expected}. Pass the MEDIC folder or archive as `data_dir`."
         )
     raise MedicDataError(
         f"Found the MEDIC TSV files in {len(complete)} folders under {path}: "

@@ -24,10 +24,10 @@ class MedicConfig(PreTrainedConfig):
         task_id2label (`dict[str, dict[int, str]]`, *optional*):
             For each task, the class index to class name map. Defaults to MEDIC's classes in sorted order.
         pooling (`str`, *optional*, defaults to `"auto"`):
-            How a feature vector is taken from the backbone output: `"cls"` (first token), `"mean"` (average over
-            tokens or spatial positions), `"pooler"` (the backbone's `pooler_output`), or `"auto"`: the pooler
-            output where the backbone has one without a trainable layer, else the first token of a token
-            sequence, else the spatial average of a feature map.
+            How a feature vector is taken from the backbone output. `"cls"` takes the first token, `"mean"`
+            averages over tokens or spatial positions, and `"pooler"` takes the backbone's `pooler_output`.
+            `"auto"` takes the pooler output where the backbone returns one (ViT's trainable pooler is left out),
+            else the first token of a token sequence, else the spatial average of a feature map.
         classifier_dropout (`float`, *optional*, defaults to 0.0):
             Dropout probability applied to the pooled features before the heads.
         hidden_size (`int`, *optional*):

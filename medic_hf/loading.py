@@ -39,7 +39,7 @@ def load_medic(
 
     Raises:
         MedicDataError: a TSV row is invalid. The message names the file, line and value, and the fix.
-        FileNotFoundError: `data_dir` does not exist or holds no MEDIC TSV files.
+        FileNotFoundError: `data_dir` does not exist or contains no MEDIC TSV files.
         ConnectionError: the archive could not be downloaded.
 
     Example:

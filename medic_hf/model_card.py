@@ -12,7 +12,7 @@ from .metrics import SCALAR_METRICS
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 MEDIC_HUB_DATASET = "QCRI/MEDIC"
 
-# How each scalar metric appears in `model-index`: the metric type the Hub knows, and its averaging.
+# How each scalar metric appears in `model-index`: the metric type the Hub recognizes, and its averaging.
 METRIC_TYPES = {
     "accuracy": ("accuracy", None),
     "precision_weighted": ("precision", "weighted"),

@@ -152,7 +152,7 @@ class MedicForMultiTaskImageClassification(MedicPreTrainedModel):
         return MedicMultiTaskOutput(loss=loss, **{f"{task}_logits": value for task, value in logits.items()})
 
     def pool(self, backbone_outputs: ModelOutput) -> torch.Tensor:
-        """Reduce the backbone output to one feature vector per image, as `config.pooling` says."""
+        """Reduce the backbone output to one feature vector per image, as `config.pooling` selects."""
         hidden = backbone_outputs.last_hidden_state
         pooler_output = getattr(backbone_outputs, "pooler_output", None)
         mode = self.config.pooling

@@ -130,8 +130,8 @@ class MedicTrainer(Trainer):
     """`Trainer` that reloads checkpoints through `from_pretrained`.
 
     transformers 5 saves some backbones (ViT, DINOv2, ...) under their older weight names and renames them
-    back in `from_pretrained`, but `Trainer` reloads the best checkpoint and resumes with a plain
-    `load_state_dict`, which skips the renaming and leaves the backbone weights unloaded.
+    back in `from_pretrained`. `Trainer` reloads the best checkpoint, and resumes, with a plain
+    `load_state_dict` instead. That skips the renaming and leaves the backbone weights unloaded.
     """
 
     def _load_best_model(self) -> None:
@@ -268,6 +268,11 @@ def evaluate_split(trainer: Trainer, dataset, tasks: list[str], num_labels: dict
 
 
 def card_hyperparameters(training_args: TrainingArguments) -> dict:
+    mixed_precision = "no"
+    if training_args.bf16:
+        mixed_precision = "bf16"
+    elif training_args.fp16:
+        mixed_precision = "fp16"
     return {
         "learning_rate": training_args.learning_rate,
         "train_batch_size (per device)": training_args.per_device_train_batch_size,
@@ -279,7 +284,7 @@ def card_hyperparameters(training_args: TrainingArguments) -> dict:
         "lr_scheduler_type": training_args.lr_scheduler_type,
         "warmup_steps": training_args.warmup_steps,
         "seed": training_args.seed,
-        "mixed_precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no",
+        "mixed_precision": mixed_precision,
     }
 
 

@@ -110,7 +110,7 @@ def test_metrics_cover_each_task_and_split(trained_vit):
             matrix = results["confusion_matrix"]
             assert len(matrix) == len(TASK_LABELS[task])
             assert sum(map(sum, matrix)) == size
-    # The test split only holds fire (1) and flood (2): the other rows of the matrix are empty.
+    # The test split contains only fire (1) and flood (2): the other rows of the matrix are empty.
     test_matrix = metrics["test"]["tasks"]["disaster_types"]["confusion_matrix"]
     assert [sum(row) > 0 for row in test_matrix] == [False, True, True, False, False, False, False]
 
@@ -252,8 +252,8 @@ def test_unknown_command_lists_commands():
 
 
 def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_backbones):
-    # accelerate 1.x starts a single process for `--cpu`; `--multi_gpu` starts two through torchrun, and
-    # `medic-hf train` joins them in one CPU process group when no GPU is present.
+    # accelerate 1.x starts a single process for `--cpu`. `--multi_gpu` starts two through torchrun,
+    # and `medic-hf train` joins them in one CPU process group when no GPU is present.
     build_medic_folder(tmp_path / "MEDIC", {"train": 16, "validation": 4, "test": 4}, seed=11)
     output_dir = tmp_path / "model"
     batch_size, epochs = 4, 2
