@@ -28,9 +28,10 @@ medic-hf train "${data_args[@]}" --backbone "$backbone" --output_dir "$output_di
 
 medic-hf evaluate --model "$output_dir" "${data_args[@]}" --split test
 
-# Label up to eight images from the local folder, one JSON line each.
-if [[ -n "$data_dir" && -d "$data_dir" ]]; then
-    mapfile -t sample < <(find "$data_dir" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | sort | head -n 8)
+# Label the first eight test images of a local folder (images the model did not train on), one JSON line each.
+test_tsv=$( [[ -n "$data_dir" && -d "$data_dir" ]] && find "$data_dir" -name MEDIC_test.tsv | head -n 1 || true)
+if [[ -n "$test_tsv" ]]; then
+    mapfile -t sample < <(tail -n +2 "$test_tsv" | head -n 8 | cut -f 3 | sed "s|^|$(dirname "$test_tsv")/|")
     medic-hf predict --model "$output_dir" "${sample[@]}"
 fi
 echo "Done: the model, its card (README.md) and medic_metrics.json are in $output_dir"

@@ -3,6 +3,11 @@
 import sys
 
 from . import evaluation, prediction, training
+from .errors import MedicDataError, MedicUsageError
+
+
+# Errors in the user's input or environment: shown as one message, without a traceback.
+USER_ERRORS = (MedicDataError, MedicUsageError, FileNotFoundError, ConnectionError)
 
 
 COMMANDS = {
@@ -24,7 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     command, *rest = argv
     if command not in COMMANDS:
         sys.exit(f"medic-hf: unknown command {command!r}.\n\n{USAGE}")
-    COMMANDS[command][0](rest)
+    try:
+        COMMANDS[command][0](rest)
+    except USER_ERRORS as error:
+        sys.exit(f"medic-hf {command}: error: {error}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import AutoImageProcessor, HfArgumentParser, Trainer, TrainingArguments, default_data_collator
 
+from .errors import MedicUsageError
 from .loading import load_medic
 from .modeling_medic import MedicForMultiTaskImageClassification
 from .training import evaluate_split
@@ -24,7 +26,7 @@ class EvaluateArguments:
     model: str = field(metadata={"help": "Folder or Hub id of a model trained with `medic-hf train`."})
     data_dir: str | None = field(
         default=None,
-        metadata={"help": "MEDIC folder or MEDIC.tar.gz. Default: download the official archive."},
+        metadata={"help": "MEDIC folder or MEDIC.tar.gz. Leave out to download the official archive."},
     )
     split: str = field(default="test", metadata={"help": "Split to score: train, validation or test."})
     output_file: str | None = field(
@@ -60,6 +62,7 @@ def evaluate_model(args: EvaluateArguments) -> dict:
             remove_unused_columns=False,
             label_names=[f"{task}_labels" for task in tasks],
             use_cpu=args.use_cpu,
+            dataloader_pin_memory=torch.accelerator.is_available() and not args.use_cpu,
             report_to="none",
         )
         with training_args.main_process_first(desc="preparing MEDIC"):
@@ -82,5 +85,9 @@ def evaluate_model(args: EvaluateArguments) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    (args,) = HfArgumentParser(EvaluateArguments, prog="medic-hf evaluate").parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser(EvaluateArguments, prog="medic-hf evaluate")
+    try:
+        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:
+        raise MedicUsageError(str(error)) from error
     evaluate_model(args)

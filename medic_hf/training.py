@@ -22,6 +22,7 @@ from transformers import (
     set_seed,
 )
 
+from .errors import MedicUsageError
 from .labels import label_column
 from .loading import load_medic
 from .metrics import (
@@ -116,6 +117,9 @@ class MedicTrainingArguments(TrainingArguments):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.use_cpu and not torch.accelerator.is_available():
             logger.info("No GPU found: running the distributed processes on the CPU (`--use_cpu True`).")
             self.use_cpu = True
+        if self.use_cpu or not torch.accelerator.is_available():
+            # Pinned memory only speeds up copies to an accelerator; without one PyTorch warns on every loader.
+            self.dataloader_pin_memory = False
         if self.output_dir is None:
             raise ValueError("Missing `--output_dir`: give the folder to write the model, metrics and card to.")
         if self.remove_unused_columns:
@@ -153,7 +157,11 @@ class MedicTrainer(Trainer):
 
 def parse_train_args(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataArguments, MedicTrainingArguments), prog="medic-hf train")
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:
+        # Unknown options and invalid values, found by the parser or by the dataclasses' checks.
+        raise MedicUsageError(str(error)) from error
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
@@ -260,7 +268,6 @@ def evaluate_split(trainer: Trainer, dataset, tasks: list[str], num_labels: dict
     output = trainer.predict(dataset, metric_key_prefix=split)
     predictions, references = split_by_task(tasks, output.predictions, output.label_ids)
     results = compute_task_metrics(predictions, references, num_labels)
-    trainer.log_metrics(split, flatten_metrics(results))
     trainer.save_metrics(split, flatten_metrics(results))
     if trainer.is_world_process_zero():
         print(f"\n{split} split:\n{format_table(results)}\n")
@@ -279,9 +286,9 @@ def card_hyperparameters(training_args: TrainingArguments) -> dict:
         "devices (world size)": training_args.world_size,
         "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
         "num_train_epochs": training_args.num_train_epochs,
-        "optimizer": training_args.optim,
+        "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
         "weight_decay": training_args.weight_decay,
-        "lr_scheduler_type": training_args.lr_scheduler_type,
+        "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
         "warmup_steps": training_args.warmup_steps,
         "seed": training_args.seed,
         "mixed_precision": mixed_precision,
