@@ -1,8 +1,8 @@
-"""The `medic-hf` command: `train`, `evaluate` and `predict`."""
+"""The `medic-hf` command line: one subcommand per step, from preparing data to labelling images."""
 
 import sys
 
-from . import evaluation, prediction, training
+from . import evaluation, prediction, prepare, training
 from .errors import MedicDataError, MedicUsageError
 
 
@@ -14,10 +14,12 @@ COMMANDS = {
     "train": (training.main, "Fine-tune a shared backbone with one head per MEDIC task."),
     "evaluate": (evaluation.main, "Score a trained model on a MEDIC split, per task."),
     "predict": (prediction.main, "Label image files or folders, one JSON object per image."),
+    "prepare": (prepare.prepare_main, "Write MEDIC as parquet shards with a dataset card."),
+    "push-dataset": (prepare.push_dataset_main, "Upload a prepared MEDIC folder to a Hub dataset repo."),
 }
 
 USAGE = "usage: medic-hf {" + ",".join(COMMANDS) + "} [options]\n\n" + "\n".join(
-    f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()
+    f"  {name:<13} {help_text}" for name, (_, help_text) in COMMANDS.items()
 ) + "\n\nRun `medic-hf COMMAND --help` for a command's options."
 
 

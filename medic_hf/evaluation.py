@@ -24,9 +24,17 @@ SPLITS = ("train", "validation", "test")
 @dataclass
 class EvaluateArguments:
     model: str = field(metadata={"help": "Folder or Hub id of a model trained with `medic-hf train`."})
-    data_dir: str | None = field(
+    source: str | None = field(
         default=None,
-        metadata={"help": "MEDIC folder or MEDIC.tar.gz. Leave out to download the official archive."},
+        metadata={
+            "aliases": ["--data_dir"],
+            "help": "Any source `load_medic` accepts: MEDIC folder, MEDIC.tar.gz, prepared folder or Hub repo id. "
+            "Leave out to download the official archive.",
+        },
+    )
+    on_bad_row: str = field(
+        default="raise",
+        metadata={"help": "raise: stop at the first bad TSV row. skip: skip and count bad rows.", "choices": ["raise", "skip"]},
     )
     split: str = field(default="test", metadata={"help": "Split to score: train, validation or test."})
     output_file: str | None = field(
@@ -66,7 +74,9 @@ def evaluate_model(args: EvaluateArguments) -> dict:
             report_to="none",
         )
         with training_args.main_process_first(desc="preparing MEDIC"):
-            dataset = load_medic(args.data_dir, split=args.split, cache_dir=args.dataset_cache_dir)
+            dataset = load_medic(
+                args.source, split=args.split, on_bad_row=args.on_bad_row, cache_dir=args.dataset_cache_dir
+            )
         if args.max_eval_samples is not None:
             dataset = dataset.select(range(min(args.max_eval_samples, len(dataset))))
         dataset.set_transform(MedicTransform(image_processor, tasks, train=False))
@@ -77,7 +87,7 @@ def evaluate_model(args: EvaluateArguments) -> dict:
     if trainer.is_world_process_zero():
         output_file = Path(args.output_file) if args.output_file else default_output_file(args)
         output_file.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"model": args.model, "data_dir": args.data_dir, "split": args.split, **results}
+        payload = {"model": args.model, "source": args.source, "split": args.split, **results}
         output_file.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"Wrote {output_file}")
     return results

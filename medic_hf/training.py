@@ -24,7 +24,7 @@ from transformers import (
 
 from .errors import MedicUsageError
 from .labels import label_column
-from .loading import load_medic
+from .loading import SKIPPED_ROWS_FILE, load_medic
 from .metrics import (
     BEST_MODEL_METRIC,
     compute_task_metrics,
@@ -64,10 +64,20 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    data_dir: str | None = field(
+    source: str | None = field(
         default=None,
         metadata={
-            "help": "MEDIC folder (with the MEDIC_*.tsv files) or MEDIC.tar.gz. Default: download the official archive."
+            "aliases": ["--data_dir"],
+            "help": "MEDIC folder (with the MEDIC_*.tsv files), MEDIC.tar.gz (path or URL), a folder written by "
+            "`medic-hf prepare`, or a Hub dataset repo id such as QCRI/MEDIC. Leave out to download the official archive.",
+        },
+    )
+    on_bad_row: str = field(
+        default="raise",
+        metadata={
+            "help": "raise: stop at the first bad TSV row. skip: skip rows with an unknown label, a missing or "
+            "unreadable image or a wrong field count, and list them in skipped_rows.jsonl in the output folder.",
+            "choices": ["raise", "skip"],
         },
     )
     dataset_cache_dir: str | None = field(
@@ -80,7 +90,7 @@ class DataArguments:
         default=None, metadata={"help": "Evaluate on the first N validation and test examples only."}
     )
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes that check the images while the dataset is prepared."}
+        default=None, metadata={"help": "Threads that decode images to check them while the dataset is prepared."}
     )
 
     def __post_init__(self):
@@ -198,7 +208,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: M
     # Load the data once on the main process; the others wait, then read the prepared cache.
     with training_args.main_process_first(desc="preparing MEDIC"):
         medic = load_medic(
-            data_args.data_dir,
+            data_args.source,
+            on_bad_row=data_args.on_bad_row,
+            bad_rows_report=str(Path(training_args.output_dir) / SKIPPED_ROWS_FILE),
             cache_dir=data_args.dataset_cache_dir,
             num_proc=data_args.preprocessing_num_workers,
         )
@@ -253,7 +265,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: M
         card = create_model_card(
             model.config,
             model_id=str(output_dir),
-            data_source=data_args.data_dir,
+            data_source=data_args.source,
             split_sizes={split: len(dataset) for split, dataset in medic.items()},
             hyperparameters=card_hyperparameters(training_args),
             results=results,
