@@ -3,7 +3,7 @@
 from transformers import AutoConfig, AutoModel
 
 from .configuration_medic import MedicConfig
-from .errors import MedicDataError
+from .errors import MedicDataError, MedicUsageError
 from .labels import MISSING_LABEL, TASK_LABELS, TASKS
 from .loading import load_medic
 from .modeling_medic import MedicForMultiTaskImageClassification, MedicMultiTaskOutput
@@ -20,6 +20,7 @@ __all__ = [
     "TASK_LABELS",
     "MedicConfig",
     "MedicDataError",
+    "MedicUsageError",
     "MedicForMultiTaskImageClassification",
     "MedicMultiTaskOutput",
     "load_medic",

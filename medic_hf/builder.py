@@ -83,10 +83,6 @@ class MedicBuilderConfig(datasets.BuilderConfig):
     on_bad_row: str = "raise"
     source_fingerprint: str | None = None
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.on_bad_row not in BAD_ROW_POLICIES:
-            raise ValueError(f"Invalid `on_bad_row={self.on_bad_row!r}`: choose one of {', '.join(BAD_ROW_POLICIES)}.")
 
 
 class MedicBuilder(datasets.GeneratorBasedBuilder):
@@ -118,6 +114,11 @@ class MedicBuilder(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+        # `datasets` sets config fields passed as keyword arguments without running `__post_init__`, so check here.
+        if self.config.on_bad_row not in BAD_ROW_POLICIES:
+            raise ValueError(
+                f"Invalid `on_bad_row={self.config.on_bad_row!r}`: choose one of {', '.join(BAD_ROW_POLICIES)}."
+            )
         self.skipped_rows = []
         folder = self._local_folder()
         if folder is not None:

@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 from transformers import AutoImageProcessor, HfArgumentParser, Trainer, TrainingArguments, default_data_collator
 
@@ -79,6 +80,7 @@ def evaluate_model(args: EvaluateArguments) -> dict:
             )
         if args.max_eval_samples is not None:
             dataset = dataset.select(range(min(args.max_eval_samples, len(dataset))))
+        dataset = dataset.cast_column("image", datasets.Image(decode=False))
         dataset.set_transform(MedicTransform(image_processor, tasks, train=False))
 
         trainer = Trainer(model=model, args=training_args, data_collator=default_data_collator)

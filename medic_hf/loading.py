@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .builder import MEDIC_ARCHIVE_URL, MedicBuilder, medic_features, summarize_reasons
+from .builder import BAD_ROW_POLICIES, MEDIC_ARCHIVE_URL, MedicBuilder, medic_features, summarize_reasons
 from .errors import MedicDataError
 from .labels import MISSING_LABEL, SPLIT_FILES, TASK_LABELS, TASKS
 
@@ -94,6 +94,8 @@ def load_medic(
     """
     if name not in CONFIG_NAMES:
         raise ValueError(f"Invalid `name={name!r}`: choose one of {', '.join(CONFIG_NAMES)}.")
+    if on_bad_row not in BAD_ROW_POLICIES:
+        raise ValueError(f"Invalid `on_bad_row={on_bad_row!r}`: choose one of {', '.join(BAD_ROW_POLICIES)}.")
 
     kind = source_kind(source)
     if kind in ("tsv folder", "archive", "url"):
@@ -218,7 +220,9 @@ def align_to_medic(dataset, source: str):
         if target in splits:
             raise MedicDataError(f"{source} has two splits that both map to {target!r}: rename one of them.")
         splits[target] = align_split(split, source, split_name)
-    return (datasets.IterableDatasetDict if is_streaming else datasets.DatasetDict)(splits)
+    order = {split: index for index, split in enumerate(SPLIT_FILES)}
+    ordered = dict(sorted(splits.items(), key=lambda item: order.get(item[0], len(order))))
+    return (datasets.IterableDatasetDict if is_streaming else datasets.DatasetDict)(ordered)
 
 
 def align_split(split, source: str, split_name: str):

@@ -232,7 +232,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: M
     num_labels = {task: model.config.num_labels_for(task) for task in tasks}
     training_args.label_names = [label_column(task) for task in tasks]
 
-    # Decode and augment images on the fly.
+    # Decode and augment images on the fly. The transform decodes the raw bytes itself, in JPEG draft mode.
+    medic = medic.cast_column("image", datasets.Image(decode=False))
     medic["train"].set_transform(MedicTransform(image_processor, tasks, train=True))
     for split in ("validation", "test"):
         medic[split].set_transform(MedicTransform(image_processor, tasks, train=False))

@@ -1,28 +1,29 @@
 """Image preprocessing for training and evaluation, applied on the fly with `Dataset.set_transform`."""
 
-from PIL import Image, ImageOps
-from torchvision.transforms import v2
-import torch
+from pathlib import Path
 
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from .images import open_image, to_rgb
 from .labels import label_column
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB, composing transparent pixels on white rather than black."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def load_image(path: str) -> Image.Image:
+def load_image(path: str | Path) -> Image.Image:
     """Open an image file upright (EXIF orientation applied) and in RGB."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        return to_rgb(image)
+    return open_image(path)
+
+
+def decode_example_image(value, min_size: int) -> Image.Image:
+    """Decode a dataset `image` value: a PIL image, or the `{"bytes", "path"}` dict of an undecoded column.
+
+    Undecoded JPEG files are decoded in draft mode at no less than `min_size` pixels a side, which skips
+    most of the work for large photos.
+    """
+    if isinstance(value, Image.Image):
+        return to_rgb(value)
+    return open_image(value["bytes"] if value.get("bytes") is not None else value["path"], min_size=min_size)
 
 
 def processor_output_size(image_processor) -> tuple[int, int]:
@@ -47,13 +48,16 @@ class MedicTransform:
     """Turn a batch of dataset rows into `pixel_values` and one `<task>_labels` list per task.
 
     For training: a random resized crop to the processor's output size and a horizontal flip, then the
-    processor's normalisation. For evaluation: the image processor itself, unchanged.
+    processor's normalisation. For evaluation: the image processor itself, unchanged. Images may come
+    decoded, or undecoded (`datasets.Image(decode=False)`), which lets JPEG files decode in draft mode.
     """
 
     def __init__(self, image_processor, tasks: list[str], train: bool):
         self.image_processor = image_processor
         self.tasks = tasks
         self.train = train
+        # Decode at twice the output size or more, so random crops of a quarter of the image keep full detail.
+        self.decode_size = 2 * max(processor_output_size(image_processor))
         if train:
             self.augment = v2.Compose(
                 [
@@ -66,7 +70,7 @@ class MedicTransform:
             )
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        images = [to_rgb(image) for image in batch["image"]]
+        images = [decode_example_image(value, self.decode_size) for value in batch["image"]]
         if self.train:
             pixel_values = [self.augment(image) for image in images]
         else:
