@@ -212,3 +212,25 @@ def test_image_column_decodes_from_parquet(small_folder, tmp_path, cache_dir):
 
     assert isinstance(aligned[0]["image"], Image.Image)
     assert aligned[0]["image"].size == (48, 40)
+
+
+def test_hub_repo_id_goes_through_load_dataset(small_folder, tmp_path, cache_dir, monkeypatch):
+    root, _ = small_folder
+    canonical = load_medic(str(root), cache_dir=cache_dir)
+    copy = hub_order_copy(canonical, tmp_path / "hub_copy")
+    real_load_dataset = datasets.load_dataset
+    requests = []
+
+    def offline_hub(path, **kwargs):
+        # The network boundary: answer the Hub request with a local copy laid out like QCRI/MEDIC.
+        requests.append((path, kwargs))
+        return real_load_dataset(str(copy), streaming=kwargs["streaming"], cache_dir=kwargs["cache_dir"])
+
+    monkeypatch.setattr(datasets, "load_dataset", offline_hub)
+    medic = load_medic("QCRI/MEDIC", revision="refs/convert/parquet", token=False, cache_dir=cache_dir)
+
+    assert requests[0][0] == "QCRI/MEDIC"
+    assert requests[0][1]["revision"] == "refs/convert/parquet"
+    assert requests[0][1]["token"] is False
+    assert list(medic) == ["train", "validation", "test"]
+    assert canonical_rows(medic, "validation") == canonical_rows(canonical, "validation")
