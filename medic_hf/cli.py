@@ -2,7 +2,7 @@
 
 import sys
 
-from . import evaluation, prediction, prepare, training
+from . import evaluation, export, hub, prediction, prepare, training
 from .errors import MedicDataError, MedicUsageError
 
 
@@ -16,6 +16,8 @@ COMMANDS = {
     "predict": (prediction.main, "Label image files or folders, one JSON object per image."),
     "prepare": (prepare.prepare_main, "Write MEDIC as parquet shards with a dataset card."),
     "push-dataset": (prepare.push_dataset_main, "Upload a prepared MEDIC folder to a Hub dataset repo."),
+    "export": (export.main, "Write a trained model as ONNX, one logits output per task."),
+    "push": (hub.main, "Upload a trained model folder with its model card to a Hub model repo."),
 }
 
 USAGE = "usage: medic-hf {" + ",".join(COMMANDS) + "} [options]\n\n" + "\n".join(

@@ -14,7 +14,6 @@ import datasets
 import torch
 import transformers
 from transformers import (
-    AutoImageProcessor,
     HfArgumentParser,
     Trainer,
     TrainingArguments,
@@ -22,9 +21,13 @@ from transformers import (
     set_seed,
 )
 
+from .backbones import load_image_processor
+from .configuration_medic import LOSS_WEIGHTINGS
 from .errors import MedicUsageError
-from .labels import label_column
+from .hub import push_model_folder
+from .labels import TASK_LABELS, TASKS, label_column
 from .loading import SKIPPED_ROWS_FILE, load_medic
+from .losses import balanced_class_weights
 from .metrics import (
     BEST_MODEL_METRIC,
     compute_task_metrics,
@@ -33,8 +36,9 @@ from .metrics import (
     format_table,
     split_by_task,
 )
-from .model_card import create_model_card
+from .model_card import TRAINING_FILE, write_model_card
 from .modeling_medic import MedicForMultiTaskImageClassification
+from .optimization import backbone_layer_ids, create_parameter_groups
 from .transforms import MedicTransform
 
 
@@ -48,18 +52,89 @@ class ModelArguments:
     backbone: str = field(
         default="microsoft/resnet-18",
         metadata={
-            "help": "Hub id or local folder of the vision backbone (any model AutoModel can load) and its image "
-            "processor. The default is the ResNet-18 the MEDIC authors used as their reference."
+            "help": "Hub id or local folder of the vision backbone (any model AutoModel or AutoBackbone can load, "
+            "including timm models such as timm/resnet18.a1_in1k) and its image processor. The default is the "
+            "ResNet-18 the MEDIC authors used as their reference."
+        },
+    )
+    tasks: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Tasks to train, one or more of damage_severity, informative, humanitarian and disaster_types "
+            "(default: all four). One task trains a single-task baseline."
         },
     )
     pooling: str = field(
         default="auto",
-        metadata={"help": "How to pool backbone features: auto, cls, mean or pooler (see MedicConfig)."},
+        metadata={
+            "help": "How to pool backbone features: auto (class token for ViT-like models, mean token for Swin, "
+            "global average for CNNs), cls, mean or pooler.",
+            "choices": ["auto", "cls", "mean", "pooler"],
+        },
     )
     classifier_dropout: float = field(default=0.0, metadata={"help": "Dropout probability before the heads."})
+    freeze_backbone: bool = field(
+        default=False,
+        metadata={"help": "Train the heads only, with the backbone frozen in eval mode (a linear probe)."},
+    )
+    task_weights: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Loss weight per task as TASK=WEIGHT pairs, e.g. `damage_severity=2 informative=0.5`. Tasks "
+            "left out weigh 1."
+        },
+    )
+    class_weights: str = field(
+        default="none",
+        metadata={
+            "help": "none, or balanced: weigh each class in the cross-entropy by n / (n_classes * count) in the "
+            "training split.",
+            "choices": ["none", "balanced"],
+        },
+    )
+    loss_weighting: str = field(
+        default="sum",
+        metadata={
+            "help": "sum: add the tasks' losses (times --task_weights). uncertainty: learn the task weights from "
+            "each task's uncertainty (Kendall, Gal and Cipolla, 2018) and log them.",
+            "choices": list(LOSS_WEIGHTINGS),
+        },
+    )
     model_cache_dir: str | None = field(
         default=None, metadata={"help": "Where to cache backbone weights downloaded from the Hub."}
     )
+
+    def __post_init__(self):
+        if self.tasks is not None:
+            unknown = [task for task in self.tasks if task not in TASKS]
+            if unknown or not self.tasks:
+                raise ValueError(
+                    f"Invalid `--tasks {' '.join(self.tasks)}`: choose one or more of {', '.join(TASKS)}."
+                )
+        if self.task_weights is not None:
+            self.task_weights = parse_task_weights(self.task_weights)
+
+    def loss_options(self) -> dict:
+        """Return the `MedicConfig` loss options, except class weights, which need the training split."""
+        return {"task_weights": self.task_weights, "loss_weighting": self.loss_weighting}
+
+
+def parse_task_weights(pairs: list[str] | dict[str, float]) -> dict[str, float]:
+    """Parse `TASK=WEIGHT` strings, as given on the command line, into a dict."""
+    if isinstance(pairs, dict):
+        return pairs
+    weights = {}
+    for pair in pairs:
+        task, separator, value = pair.partition("=")
+        if not separator or task not in TASKS:
+            raise ValueError(
+                f"Invalid `--task_weights` entry {pair!r}: write TASK=WEIGHT with TASK one of {', '.join(TASKS)}."
+            )
+        try:
+            weights[task] = float(value)
+        except ValueError:
+            raise ValueError(f"Invalid `--task_weights` entry {pair!r}: {value!r} is not a number.") from None
+    return weights
 
 
 @dataclass
@@ -120,6 +195,23 @@ class MedicTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Must stay False: images are decoded on the fly from the `image` column."},
     )
+    layer_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise learning-rate decay for ViT-like backbones, in (0, 1]: block i of L learns at "
+            "learning_rate * layer_decay ** (L + 1 - i), the heads at learning_rate. Typical: 0.65 to 0.85."
+        },
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "After training, upload the output folder with its model card to the Hub repo --hub_model_id "
+            "(default: the output folder's name), in one commit from the main process. Checkpoints are not uploaded."
+        },
+    )
+    # Set from `push_to_hub`, which is then turned off so that `Trainer` neither uploads checkpoints nor writes
+    # its own model card over the MEDIC one.
+    push_after_training: bool = field(default=False, init=False)
 
     def __post_init__(self):
         # torchrun and `accelerate launch --multi_gpu` start several processes even without a GPU, but
@@ -137,16 +229,50 @@ class MedicTrainingArguments(TrainingArguments):
                 "`--remove_unused_columns True` would drop the `image` column that the on-the-fly transform reads. "
                 "Leave the option out."
             )
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"Invalid `--layer_decay {self.layer_decay}`: give a factor in (0, 1], such as 0.75.")
+        if not 0.0 <= self.label_smoothing_factor < 1.0:
+            raise ValueError(
+                f"Invalid `--label_smoothing_factor {self.label_smoothing_factor}`: give a value in [0, 1)."
+            )
+        self.push_after_training = self.push_to_hub
+        self.push_to_hub = False
         super().__post_init__()
 
 
 class MedicTrainer(Trainer):
-    """`Trainer` that reloads checkpoints through `from_pretrained`.
+    """`Trainer` that reloads checkpoints through `from_pretrained`, groups parameters and logs task weights.
 
     transformers 5 saves some backbones (ViT, DINOv2, ...) under their older weight names and renames them
     back in `from_pretrained`. `Trainer` reloads the best checkpoint, and resumes, with a plain
     `load_state_dict` instead. That skips the renaming and leaves the backbone weights unloaded.
+
+    The optimizer gets one parameter group per learning rate with `--layer_decay`, and the learned task weights
+    of `loss_weighting="uncertainty"` get no weight decay. Training logs then carry `<task>_loss_weight`.
     """
+
+    def create_optimizer(self, model=None):
+        opt_model = self.accelerator.unwrap_model(self.model if model is None else model)
+        uses_groups = self.args.layer_decay is not None or getattr(opt_model, "uncertainty", None) is not None
+        if self.optimizer is None and uses_groups:
+            groups = create_parameter_groups(
+                opt_model,
+                learning_rate=self.args.learning_rate,
+                weight_decay=self.args.weight_decay,
+                decay_parameter_names=self.get_decay_parameter_names(opt_model),
+                layer_decay=self.args.layer_decay,
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        # With `self.optimizer` set, the parent only applies its wrappers.
+        return super().create_optimizer(model)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        uncertainty = getattr(self.accelerator.unwrap_model(self.model), "uncertainty", None)
+        if uncertainty is not None and ("loss" in logs or "train_loss" in logs):
+            for task, weight in uncertainty.task_weights().items():
+                logs[f"{task}_loss_weight"] = round(weight, 6)
+        super().log(logs, start_time)
 
     def _load_best_model(self) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -221,13 +347,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: M
             medic[split] = medic[split].select(range(min(data_args.max_eval_samples, len(medic[split]))))
 
     # Build the model: pretrained backbone, new heads.
-    image_processor = AutoImageProcessor.from_pretrained(model_args.backbone, cache_dir=model_args.model_cache_dir)
-    model = MedicForMultiTaskImageClassification.from_backbone(
-        model_args.backbone,
-        pooling=model_args.pooling,
-        classifier_dropout=model_args.classifier_dropout,
-        cache_dir=model_args.model_cache_dir,
-    )
+    model = build_model(model_args, training_args, medic["train"])
+    image_processor = load_image_processor(model_args.backbone, cache_dir=model_args.model_cache_dir)
     tasks = model.config.tasks
     num_labels = {task: model.config.num_labels_for(task) for task in tasks}
     training_args.label_names = [label_column(task) for task in tasks]
@@ -263,17 +384,86 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: M
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
         (output_dir / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-        card = create_model_card(
-            model.config,
-            model_id=str(output_dir),
-            data_source=data_args.source,
-            split_sizes={split: len(dataset) for split, dataset in medic.items()},
-            hyperparameters=card_hyperparameters(training_args),
-            results=results,
-        )
-        card.save(output_dir / "README.md")
-        logger.info(f"Saved the model, {METRICS_FILE} and README.md to {output_dir}")
+        training_info = {
+            "data_source": data_args.source,
+            "split_sizes": {split: len(dataset) for split, dataset in medic.items()},
+            "hyperparameters": card_hyperparameters(training_args),
+            "recipe": training_recipe(model, model_args, training_args),
+        }
+        (output_dir / TRAINING_FILE).write_text(json.dumps(training_info, indent=2) + "\n")
+        write_model_card(output_dir)
+        logger.info(f"Saved the model, {METRICS_FILE}, {TRAINING_FILE} and README.md to {output_dir}")
+        if training_args.push_after_training:
+            url = push_model_folder(
+                output_dir,
+                training_args.hub_model_id or output_dir.resolve().name,
+                token=training_args.hub_token,
+                private=training_args.hub_private_repo,
+                revision=training_args.hub_revision,
+            )
+            logger.info(f"Pushed to the Hub: {url}")
     return results
+
+
+def build_model(
+    model_args: ModelArguments, training_args: MedicTrainingArguments, train_split
+) -> MedicForMultiTaskImageClassification:
+    """Build the model around the pretrained backbone, with the loss options and freezing of `model_args`.
+
+    Raises:
+        MedicUsageError: if `--freeze_backbone` and `--layer_decay` are both given.
+    """
+    if model_args.freeze_backbone and training_args.layer_decay is not None:
+        raise MedicUsageError(
+            "`--freeze_backbone` and `--layer_decay` are both set, but a frozen backbone has no learning rate to "
+            "decay. Drop one of them."
+        )
+    tasks = model_args.tasks or TASKS
+    class_weights = None
+    if model_args.class_weights == "balanced":
+        labels = train_split.select_columns(list(tasks)).with_format("numpy")
+        class_weights = {
+            task: balanced_class_weights(labels[task], len(TASK_LABELS[task])) for task in TASKS if task in tasks
+        }
+        logger.info(f"Balanced class weights from {len(train_split)} training examples: {class_weights}")
+    try:
+        model = MedicForMultiTaskImageClassification.from_backbone(
+            model_args.backbone,
+            tasks=model_args.tasks,
+            pooling=model_args.pooling,
+            classifier_dropout=model_args.classifier_dropout,
+            class_weights=class_weights,
+            label_smoothing=training_args.label_smoothing_factor,
+            cache_dir=model_args.model_cache_dir,
+            **model_args.loss_options(),
+        )
+    except ValueError as error:
+        # Invalid combinations of options, found by MedicConfig.
+        raise MedicUsageError(str(error)) from error
+    if training_args.layer_decay is not None:
+        try:
+            backbone_layer_ids(model.backbone)
+        except ValueError as error:
+            raise MedicUsageError(str(error)) from error
+    if model_args.freeze_backbone:
+        model.freeze_backbone()
+    return model
+
+
+def training_recipe(
+    model: MedicForMultiTaskImageClassification, model_args: ModelArguments, training_args: MedicTrainingArguments
+) -> dict:
+    """Collect the model and loss options of the run for the model card."""
+    recipe = {
+        "tasks": model.config.tasks,
+        "freeze_backbone": model_args.freeze_backbone,
+        "layer_decay": training_args.layer_decay,
+        "class_weights": model_args.class_weights,
+        "loss_weighting": model.config.loss_weighting,
+    }
+    if model.uncertainty is not None:
+        recipe["learned_task_weights"] = model.uncertainty.task_weights()
+    return recipe
 
 
 def evaluate_split(trainer: Trainer, dataset, tasks: list[str], num_labels: dict[str, int], split: str) -> dict:
