@@ -9,6 +9,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,7 @@ def run_exporter(
                 dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch_size", min=1)}},
                 external_data=False,
                 dynamo=True,
+                verbose=False,
             )
             return "dynamo"
         except Exception as error:
@@ -155,16 +157,21 @@ def run_exporter(
                 f"The torch.export-based ONNX exporter failed ({type(error).__name__}: {str(error).splitlines()[0]}). "
                 "Falling back to the TorchScript exporter."
             )
-    torch.onnx.export(
-        wrapper,
-        (example,),
-        str(output),
-        input_names=["pixel_values"],
-        output_names=output_names,
-        opset_version=opset,
-        dynamic_axes={"pixel_values": {0: "batch_size"}, **{name: {0: "batch_size"} for name in output_names}},
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # The tracer warns about Python branches on tensor sizes. Only the batch size varies in the exported
+        # graph, and the branches it freezes depend on the image size, which is fixed.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(output),
+            input_names=["pixel_values"],
+            output_names=output_names,
+            opset_version=opset,
+            dynamic_axes={"pixel_values": {0: "batch_size"}, **{name: {0: "batch_size"} for name in output_names}},
+            dynamo=False,
+            verbose=False,
+        )
     return "torchscript"
 
 
@@ -184,7 +191,8 @@ def compare_with_onnxruntime(
     with torch.no_grad():
         expected = model(pixel_values=pixel_values).task_logits()
     difference = max(
-        float(np.abs(actual - reference.numpy()).max()) for actual, reference in zip(onnx_outputs, expected.values())
+        float(np.abs(actual - reference.numpy()).max())
+        for actual, reference in zip(onnx_outputs, expected.values(), strict=True)
     )
     if difference > TOLERANCE:
         raise RuntimeError(

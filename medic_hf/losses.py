@@ -90,7 +90,9 @@ class UncertaintyWeighting(nn.Module):
 
     def task_weights(self) -> dict[str, float]:
         """Current weight `exp(-s)` of each task's loss."""
-        return {task: float(torch.exp(-value)) for task, value in zip(self.tasks, self.log_variances.detach())}
+        return {
+            task: float(torch.exp(-value)) for task, value in zip(self.tasks, self.log_variances.detach(), strict=True)
+        }
 
 
 def balanced_class_weights(labels: Sequence[int], num_classes: int) -> list[float]:
