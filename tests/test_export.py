@@ -83,6 +83,8 @@ def test_resnet_single_task_export(tmp_path):
     assert_matches_pytorch(folder, tmp_path / "resnet.onnx", tasks=["humanitarian"], batch_size=1)
 
 
+# The TorchScript exporter announces its own deprecation, which is expected here.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_swin_falls_back_to_torchscript_exporter(tmp_path, caplog):
     # torch 2.14's torch.export-based exporter fails on transformers' Swin attention reshape.
     folder = save_tiny_model(tmp_path / "swin", arch="swin", seed=4)

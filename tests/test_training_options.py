@@ -14,7 +14,7 @@ from transformers import AutoImageProcessor, AutoModel, BitImageProcessor, TimmW
 
 from medic_hf import TASK_LABELS, TASKS, MedicForMultiTaskImageClassification
 from medic_hf.errors import MedicUsageError
-from medic_hf.training import DataArguments, MedicTrainer, MedicTrainingArguments, ModelArguments, build_model
+from medic_hf.training import MedicTrainer, MedicTrainingArguments, ModelArguments, build_model
 from medic_hf.training import main as train_main
 
 
@@ -237,9 +237,3 @@ def test_conflicting_options_rejected(model_options, training_options, message, 
 def test_invalid_training_options_rejected(argv, message, tmp_path):
     with pytest.raises(MedicUsageError, match=message):
         train_main(["--output_dir", str(tmp_path), *argv])
-
-
-def test_data_arguments_unchanged_by_model_options():
-    # The loss and backbone options belong to ModelArguments and MedicTrainingArguments only.
-    assert "tasks" not in DataArguments.__dataclass_fields__
-    assert "freeze_backbone" in ModelArguments.__dataclass_fields__
