@@ -184,7 +184,8 @@ def test_card_embeds_confusion_matrix_per_task(pushed_run):
         for folder in (output_dir, upload["snapshot"]):
             with Image.open(folder / path) as image:
                 assert image.format == "PNG"
-                assert image.width > 200 and image.height > 200, (task, image.size)
+                assert image.width > 200, (task, image.size)
+                assert image.height > 200, (task, image.size)
 
 
 def test_card_snippets_run_without_medic_hf(pushed_run, tmp_path):

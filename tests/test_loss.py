@@ -59,7 +59,7 @@ def test_masked_cross_entropy_matches_pytorch(label_smoothing, use_weights):
     torch.testing.assert_close(loss, expected)
 
 
-def test_masked_cross_entropy_without_labels_is_zero_with_class_weights():
+def test_weighted_loss_without_labels_is_zero():
     logits = torch.randn(3, 3, requires_grad=True)
 
     loss = masked_cross_entropy(logits, torch.full((3,), -1), [1.0, 5.0, 2.0], label_smoothing=0.1)

@@ -152,7 +152,7 @@ def test_exif_orientation_applied(classifier, tmp_path):
 
 
 def test_decompression_bomb_limit_stays_on(classifier, photos, monkeypatch):
-    # Pillow refuses images over twice MAX_IMAGE_PIXELS. A small limit stands in for a real bomb.
+    # Pillow raises for images over twice MAX_IMAGE_PIXELS. A small limit replaces a real bomb here.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
 
     with pytest.raises(Image.DecompressionBombError):

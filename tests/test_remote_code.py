@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -30,11 +31,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, pipeline
 
-folder, inputs_file, logits_file, images_dir, url, results_file = sys.argv[1:]
+folder, repo_id, inputs_file, logits_file, hub_logits_file, images_dir, url, results_file = sys.argv[1:]
 config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
 model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+hub_model = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()
 with torch.no_grad():
     save_file(model(**load_file(inputs_file)).task_logits(), logits_file)
+    save_file(hub_model(**load_file(inputs_file)).task_logits(), hub_logits_file)
 
 classifier = pipeline(model=folder, trust_remote_code=True)
 task_classifier = pipeline("image-classification", model=folder, trust_remote_code=True)
@@ -47,6 +50,7 @@ results = {
     "paths": classifier(paths, batch_size=2, top_k=2),
     "pil": classifier(Image.open(paths[0])),
     "url": task_classifier(url),
+    "hub": pipeline(model=repo_id, trust_remote_code=True)(paths[0]),
 }
 Path(results_file).write_text(json.dumps(results))
 """
@@ -75,11 +79,24 @@ def test_save_pretrained_writes_code_and_auto_map(model_folder):
             assert f"{module}.py" in CODE_FILES, f"{name} imports .{module}, which is not saved"
 
 
-def test_model_and_pipeline_load_without_medic_hf(model_folder, tmp_path):
-    """Config, model and pipeline load from the folder in a process that cannot import medic_hf.
+def add_to_hub_cache(hub_cache, repo_id: str, folder) -> None:
+    """Lay out `folder` as a downloaded Hub repo in the `huggingface_hub` cache, so it loads offline by repo id."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = hub_cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo_dir / "snapshots" / commit)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
 
-    See `isolated_python` for how the process hides the editable install of medic_hf.
+
+def test_model_and_pipeline_load_without_medic_hf(model_folder, tmp_path):
+    """Config, model and pipeline load from a folder and a (cached) Hub repo where medic_hf is not importable.
+
+    See `isolated_python` for how the process hides the editable install of medic_hf. The repo is read from the
+    `huggingface_hub` cache in offline mode, which takes the same path as a download once the files are fetched:
+    transformers looks up the model file, then each file it imports relatively, by repo id.
     """
+    repo_id = "disaster-lab/medic-tiny"
+    add_to_hub_cache(tmp_path / "hf_home" / "hub", repo_id, model_folder)
     images_dir = tmp_path / "images"
     for seed in range(3):
         write_jpeg(images_dir / f"photo_{seed}.jpg", seed=seed, size=(40 + 7 * seed, 36))
@@ -90,8 +107,10 @@ def test_model_and_pipeline_load_without_medic_hf(model_folder, tmp_path):
         run_without_medic_hf(
             ISOLATED_SCRIPT,
             model_folder,
+            repo_id,
             tmp_path / "inputs.safetensors",
             tmp_path / "logits.safetensors",
+            tmp_path / "logits_hub.safetensors",
             images_dir,
             f"{base_url}/photo_1.jpg",
             tmp_path / "results.json",
@@ -108,9 +127,11 @@ def test_model_and_pipeline_load_without_medic_hf(model_folder, tmp_path):
     with torch.no_grad():
         expected_logits = model(pixel_values=pixel_values).task_logits()
     logits = load_file(tmp_path / "logits.safetensors")
+    hub_logits = load_file(tmp_path / "logits_hub.safetensors")
     assert set(logits) == set(TASKS)
     for task in TASKS:
         torch.testing.assert_close(logits[task], expected_logits[task])
+        torch.testing.assert_close(hub_logits[task], expected_logits[task])
 
     classifier = MedicImageClassificationPipeline(
         model=model, image_processor=AutoImageProcessor.from_pretrained(model_folder)
@@ -120,6 +141,7 @@ def test_model_and_pipeline_load_without_medic_hf(model_folder, tmp_path):
         "paths": classifier(paths, top_k=2),
         "pil": classifier(paths[0]),
         "url": classifier(paths[1]),
+        "hub": classifier(paths[0]),
     }
     assert len(results["paths"]) == 3
     for key, value in expected.items():
