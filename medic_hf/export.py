@@ -28,6 +28,9 @@ FORMATS = ("onnx",)
 EXPORTERS = ("auto", "dynamo", "torchscript")
 # Largest difference between ONNX Runtime's and PyTorch's logits that the export check accepts.
 TOLERANCE = 1e-4
+# A protobuf message, and so an ONNX file with its weights inside, cannot exceed 2 GiB. Larger weights go to a
+# separate data file, with a margin for the graph itself.
+MAX_INLINE_WEIGHT_BYTES = 1.5 * 2**30
 
 
 class TaskLogits(nn.Module):
@@ -56,6 +59,7 @@ def export_onnx(
     opset: int | None = None,
     exporter: str = "auto",
     verify: bool = True,
+    external_data: bool | None = None,
 ) -> dict:
     """Export the model in `model_path` to the ONNX file `output`.
 
@@ -70,6 +74,8 @@ def export_onnx(
         exporter: `"dynamo"` (the `torch.export`-based exporter), `"torchscript"` (the older tracer), or
             `"auto"`: dynamo, then torchscript if dynamo fails (Swin fails in torch 2.14).
         verify: run the graph in ONNX Runtime on random inputs and check it matches PyTorch within 1e-4.
+        external_data: store the weights in `<output>.data` next to the graph. Defaults to doing so when they
+            exceed 1.5 GiB, because an ONNX file cannot exceed 2 GiB.
 
     Returns:
         A summary: the output path, the exporter used, the input shape, the output names and, with `verify`,
@@ -95,9 +101,13 @@ def export_onnx(
     wrapper = TaskLogits(model).eval()
     example = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(0))
     output_names = [f"{task}_logits" for task in model.config.tasks]
-    used = run_exporter(wrapper, example, output, output_names, opset, exporter)
+    if external_data is None:
+        weight_bytes = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+        external_data = weight_bytes > MAX_INLINE_WEIGHT_BYTES
+    used = run_exporter(wrapper, example, output, output_names, opset, exporter, external_data)
 
-    onnx_model = onnx.load(str(output))
+    # Weights in a data file stay there: only the graph's metadata changes.
+    onnx_model = onnx.load(str(output), load_external_data=False)
     metadata = {
         "medic_tasks": json.dumps(model.config.tasks),
         "medic_task_id2label": json.dumps(model.config.task_id2label),
@@ -106,8 +116,8 @@ def export_onnx(
     for key, value in metadata.items():
         entry = onnx_model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.checker.check_model(onnx_model)
     onnx.save(onnx_model, str(output))
+    onnx.checker.check_model(str(output))
 
     model_folder = Path(model_path)
     for name in ("config.json", "preprocessor_config.json"):
@@ -119,6 +129,7 @@ def export_onnx(
         "exporter": used,
         "input": ["batch_size", 3, height, width],
         "outputs": output_names,
+        "external_data": sorted(path.name for path in output.parent.glob(f"{output.name}.data")),
     }
     if verify:
         summary["max_abs_difference"] = compare_with_onnxruntime(model, output, height, width)
@@ -132,6 +143,7 @@ def run_exporter(
     output_names: list[str],
     opset: int | None,
     exporter: str,
+    external_data: bool = False,
 ) -> str:
     """Export with the requested exporter and return the name of the one that wrote the file."""
     if exporter in ("auto", "dynamo"):
@@ -144,7 +156,7 @@ def run_exporter(
                 output_names=output_names,
                 opset_version=opset,
                 dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch_size", min=1)}},
-                external_data=False,
+                external_data=external_data,
                 dynamo=True,
                 verbose=False,
             )

@@ -92,7 +92,7 @@ def create_model_card(
         pipeline_tag="image-classification",
         tags=["medic", "disaster-response", "multi-task", "image-classification", config.backbone_config.model_type],
         datasets=hub_datasets,
-        base_model=config.backbone if config.backbone and HUB_ID_PATTERN.match(config.backbone) else None,
+        base_model=config.backbone if is_hub_id(config.backbone) else None,
         metrics=["accuracy", "precision", "recall", "f1"],
         eval_results=eval_results or None,
     )
@@ -123,11 +123,16 @@ def model_name(model_id: str) -> str:
     return Path(model_id).name
 
 
+def is_hub_id(name: str | None) -> bool:
+    """Return whether `name` looks like a Hub repo id (`namespace/name`) and is not a local path."""
+    return bool(name) and HUB_ID_PATTERN.match(name) is not None and not Path(name).exists()
+
+
 def describe_data_source(data_source: str | None) -> tuple[str, str, str, list[str] | None]:
     """Return the prose description, the `model-index` dataset type and name, and the card's `datasets` list."""
     if data_source is None:
         return "MEDIC, downloaded from its official archive", MEDIC_HUB_DATASET, "MEDIC", [MEDIC_HUB_DATASET]
-    if not Path(data_source).exists() and HUB_ID_PATTERN.match(data_source):
+    if is_hub_id(data_source):
         return f"MEDIC from the Hub dataset `{data_source}`", data_source, "MEDIC", [data_source]
     name = Path(data_source).name or data_source
     return f"a MEDIC-format copy (`{name}`)", "medic-format", name, None

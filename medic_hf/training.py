@@ -422,9 +422,15 @@ def build_model(
     class_weights = None
     if model_args.class_weights == "balanced":
         labels = train_split.select_columns(list(tasks)).with_format("numpy")
-        class_weights = {
-            task: balanced_class_weights(labels[task], len(TASK_LABELS[task])) for task in TASKS if task in tasks
-        }
+        class_weights = {}
+        for task in (task for task in TASKS if task in tasks):
+            try:
+                class_weights[task] = balanced_class_weights(labels[task], len(TASK_LABELS[task]))
+            except ValueError as error:
+                raise MedicUsageError(
+                    f"`--class_weights balanced` failed for {task}: {error} Leave {task} out of `--tasks`, or use "
+                    "`--class_weights none`."
+                ) from error
         logger.info(f"Balanced class weights from {len(train_split)} training examples: {class_weights}")
     try:
         model = MedicForMultiTaskImageClassification.from_backbone(

@@ -51,6 +51,7 @@ def test_export_command_writes_onnx_with_task_outputs(tmp_path, capsys):
     assert summary["exporter"] == "dynamo"
     assert summary["outputs"] == [f"{task}_logits" for task in TASKS]
     assert summary["max_abs_difference"] < 1e-4
+    assert summary["external_data"] == []
     assert (folder / "onnx" / "preprocessor_config.json").is_file()
     assert_matches_pytorch(folder, onnx_path)
 
@@ -72,6 +73,19 @@ def test_onnx_metadata_and_dynamic_batch(tmp_path):
     assert graph_input.name == "pixel_values"
     assert dims[0].dim_param  # a named, free batch dimension
     assert [dim.dim_value for dim in dims[1:]] == [3, IMAGE_SIZE, IMAGE_SIZE]
+
+
+def test_weights_in_external_data_file(tmp_path):
+    folder = save_tiny_model(tmp_path / "vit", arch="vit", seed=5)
+
+    summary = export_onnx(folder, tmp_path / "out" / "model.onnx", external_data=True)
+
+    graph = onnx.load(str(tmp_path / "out" / "model.onnx"), load_external_data=False)
+    assert summary["external_data"] == ["model.onnx.data"]
+    assert (tmp_path / "out" / "model.onnx.data").stat().st_size > 10_000
+    assert "medic_tasks" in {entry.key for entry in graph.metadata_props}
+    assert any(initializer.data_location == onnx.TensorProto.EXTERNAL for initializer in graph.graph.initializer)
+    assert_matches_pytorch(folder, tmp_path / "out" / "model.onnx")
 
 
 def test_resnet_single_task_export(tmp_path):

@@ -3,6 +3,7 @@
 import json
 import re
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -237,3 +238,14 @@ def test_conflicting_options_rejected(model_options, training_options, message, 
 def test_invalid_training_options_rejected(argv, message, tmp_path):
     with pytest.raises(MedicUsageError, match=message):
         train_main(["--output_dir", str(tmp_path), *argv])
+
+
+def test_balanced_weights_need_labels(tmp_path, tiny_backbones):
+    train_split = datasets.Dataset.from_dict({"informative": [0, 1, 1], "humanitarian": [-1, -1, -1]})
+    model_args = ModelArguments(
+        backbone=tiny_backbones["vit"], tasks=["informative", "humanitarian"], class_weights="balanced"
+    )
+    training_args = MedicTrainingArguments(output_dir=str(tmp_path), report_to="none")
+
+    with pytest.raises(MedicUsageError, match="`--class_weights balanced` failed for humanitarian: .*no example has a label"):
+        build_model(model_args, training_args, train_split)
