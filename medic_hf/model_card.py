@@ -170,12 +170,16 @@ def describe_recipe(config: MedicConfig, recipe: dict) -> list[str]:
         loss = "Loss: the plain sum of the tasks' cross-entropies."
     lines.append(loss)
     if config.class_weights:
+        parts = []
+        for task in (task for task in config.tasks if task in config.class_weights):
+            weights = config.class_weights[task]
+            labels = config.task_id2label[task]
+            parts.append(
+                f"{task} " + ", ".join(f"{labels[index]} {weight:.3f}" for index, weight in enumerate(weights))
+            )
         lines.append(
             "Class weights (`balanced`: inversely proportional to class frequency in the training split): "
-            + "; ".join(
-                f"{task} " + ", ".join(f"{config.task_id2label[task][i]} {w:.3f}" for i, w in enumerate(weights))
-                for task, weights in config.class_weights.items()
-            )
+            + "; ".join(parts)
             + "."
         )
     if config.label_smoothing:
@@ -218,6 +222,10 @@ def save_confusion_matrices(
         axes = figure.subplots()
         display = ConfusionMatrixDisplay(np.asarray(task_results["confusion_matrix"]), display_labels=labels)
         display.plot(ax=axes, cmap="Blues", colorbar=False, xticks_rotation=45, values_format="d")
+        # Anchor the slanted class names at their tick, so long names do not drift left of their column.
+        for tick_label in axes.get_xticklabels():
+            tick_label.set_horizontalalignment("right")
+            tick_label.set_rotation_mode("anchor")
         axes.set_title(f"{task} ({split} split, n={task_results['support']})")
         relative_path = f"{FIGURES_DIR}/confusion_matrix_{split}_{task}.png"
         figure.savefig(folder / relative_path, dpi=100, bbox_inches="tight")
