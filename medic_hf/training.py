@@ -198,8 +198,9 @@ class MedicTrainingArguments(TrainingArguments):
     layer_decay: float | None = field(
         default=None,
         metadata={
-            "help": "Layer-wise learning-rate decay for ViT-like backbones, in (0, 1]: block i of L learns at "
-            "learning_rate * layer_decay ** (L + 1 - i), the heads at learning_rate. Typical: 0.65 to 0.85."
+            "help": "Layer-wise learning-rate decay for ViT-like backbones, a factor in (0, 1] such as 0.75: block i "
+            "(1 to L) learns at learning_rate * layer_decay ** (L + 1 - i), the embeddings at "
+            "learning_rate * layer_decay ** (L + 1), the heads at learning_rate."
         },
     )
     push_to_hub: bool = field(
