@@ -108,6 +108,8 @@ def create_model_card(
         num_tasks=len(config.tasks),
         task_labels={task: list(labels.values()) for task, labels in config.task_id2label.items()},
         dataset_description=dataset_description,
+        official_data=data_source is None or is_hub_id(data_source),
+        warnings=describe_warnings(split_sizes, results.get(FIGURE_SPLIT)),
         split_sizes=split_sizes,
         hyperparameters=hyperparameters,
         recipe_lines=describe_recipe(config, recipe),
@@ -185,6 +187,42 @@ def describe_recipe(config: MedicConfig, recipe: dict) -> list[str]:
     if config.label_smoothing:
         lines.append(f"Label smoothing: {config.label_smoothing}.")
     return lines
+
+
+# Training sets smaller than this get a warning that the model is a demonstration. MEDIC's train split
+# has 49,353 images.
+SMALL_TRAINING_SET = 1_000
+
+
+def describe_warnings(split_sizes: dict[str, int], split_results: dict | None) -> list[str]:
+    """List what a reader must know before using the model: a tiny training set, no gain over the baseline."""
+    warnings = []
+    train_size = split_sizes.get("train", 0)
+    if train_size < SMALL_TRAINING_SET:
+        warnings.append(
+            f"Trained on {train_size} images, far fewer than MEDIC's 49,353: a demonstration of the pipeline, "
+            "not a model for use. Its scores on so few test images are also unstable."
+        )
+    if not split_results:
+        return warnings
+    scored = {task: results for task, results in split_results["tasks"].items() if results["support"] > 0}
+    at_baseline, single_class = [], []
+    for task, results in scored.items():
+        matrix = results["confusion_matrix"]
+        class_counts = [sum(row) for row in matrix]
+        if results["accuracy"] <= max(class_counts) / sum(class_counts):
+            at_baseline.append(task)
+        predicted_classes = [column for column in range(len(matrix)) if any(row[column] for row in matrix)]
+        if len(predicted_classes) == 1:
+            single_class.append(task)
+    if at_baseline:
+        warnings.append(
+            f"On the {FIGURE_SPLIT} split, {', '.join(at_baseline)} score(s) no better than always predicting the "
+            "most frequent class."
+        )
+    if single_class:
+        warnings.append(f"For {', '.join(single_class)}, the model predicts the same class for every {FIGURE_SPLIT} image.")
+    return warnings
 
 
 def table_rows(split_results: dict) -> list[dict]:

@@ -24,11 +24,18 @@ def image_extensions() -> set[str]:
 
 
 def expand_paths(paths: Iterable[str]) -> Iterator[Path]:
-    """Yield each file given, and each image file inside each folder given (recursively, sorted)."""
+    """Yield each file given, and each image file inside each folder given (recursively, sorted).
+
+    A path that does not exist is yielded as it is, so that it gets an error record. A folder without
+    image files yields nothing and is logged as a warning.
+    """
     extensions = image_extensions()
     for path in map(Path, paths):
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            if not images:
+                logger.warning(f"No image files in folder {path} (looked for {', '.join(sorted(extensions)[:6])}, ...).")
+            yield from images
         else:
             yield path
 
@@ -102,4 +109,6 @@ def main(argv: list[str] | None = None) -> None:
         failures += "error" in record
         print(json.dumps(record), flush=True)
     if failures:
+        # A non-zero status lets scripts notice, while every readable image still got its record.
         logger.warning(f"{failures} image(s) could not be read; see the records with an `error` field.")
+        sys.exit(1)

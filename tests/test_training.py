@@ -135,6 +135,8 @@ def test_model_card_metadata_and_prose(trained_vit):
     assert "a person checks" in text
     assert "@article{alam2022medic" in text
     assert data_dir.name in text
+    assert f"Trained on {TRAIN_SIZE} images, far fewer than MEDIC's 49,353" in text
+    assert "trained on a local folder in MEDIC's format" in text
     assert "| disaster_types | 8 |" in text
 
 
@@ -192,7 +194,9 @@ def test_predict_command_labels_files_and_reports_errors(trained_vit, tmp_path):
     not_an_image.write_text("<html>not found</html>")
     test_images = data_dir / "data" / "generated" / "test"
 
-    result = run_cli("predict", "--model", output_dir, test_images, not_an_image, "--all_scores", "--batch_size", "3")
+    result = run_cli(
+        "predict", "--model", output_dir, test_images, not_an_image, "--all_scores", "--batch_size", "3", check=False
+    )
 
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == TEST_SIZE + 1
@@ -206,6 +210,20 @@ def test_predict_command_labels_files_and_reports_errors(trained_vit, tmp_path):
             assert sum(record[task]["scores"].values()) == pytest.approx(1.0, abs=1e-4)
             assert record[task]["score"] == max(record[task]["scores"].values())
     assert "1 image(s) could not be read" in result.stderr
+    assert result.returncode == 1
+
+
+def test_predict_missing_path_and_empty_folder(trained_vit, tmp_path):
+    _, output_dir = trained_vit
+    (tmp_path / "empty").mkdir()
+
+    result = run_cli("predict", "--model", output_dir, tmp_path / "empty", tmp_path / "typo.jpg", check=False)
+
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records == [{"path": str(tmp_path / "typo.jpg"), "error": records[0]["error"]}]
+    assert "FileNotFoundError" in records[0]["error"]
+    assert f"No image files in folder {tmp_path / 'empty'}" in result.stderr
+    assert result.returncode == 1
 
 
 def test_predict_on_real_photos(trained_vit, real_photos):
