@@ -120,12 +120,16 @@ class MedicBuilder(datasets.GeneratorBasedBuilder):
                 f"Invalid `on_bad_row={self.config.on_bad_row!r}`: choose one of {', '.join(BAD_ROW_POLICIES)}."
             )
         self.skipped_rows = []
+        # `load_medic` warns about repeated image paths after a regular build, from the cached columns, so
+        # the warning also shows when the cache is reused. A streamed dataset has no columns to read.
+        streaming = isinstance(dl_manager, datasets.StreamingDownloadManager)
         folder = self._local_folder()
         if folder is not None:
             root = find_tsv_folder(folder)
             logger.info(f"Reading MEDIC TSV files from {root}")
             rows = {split: self._read_rows(root / name, root) for split, name in SPLIT_FILES.items()}
-            warn_duplicate_paths(rows)
+            if streaming:
+                warn_duplicate_paths({split: [row["image_path"] for row in split_rows] for split, split_rows in rows.items()})
             return [
                 datasets.SplitGenerator(name=split, gen_kwargs={"rows": split_rows, "archive": None, "split": split})
                 for split, split_rows in rows.items()
@@ -134,9 +138,11 @@ class MedicBuilder(datasets.GeneratorBasedBuilder):
         archive = self._archive(dl_manager)
         tsv_texts = read_archive_tsvs(dl_manager.iter_archive(archive), archive)
         rows = {}
-        for split, (member, text) in tsv_texts.items():
+        for split in SPLIT_FILES:
+            member, text = tsv_texts[split]
             rows[split] = self._read_rows(member, posixpath.dirname(member), text=text)
-        warn_duplicate_paths(rows)
+        if streaming:
+            warn_duplicate_paths({split: [row["image_path"] for row in split_rows] for split, split_rows in rows.items()})
         return [
             datasets.SplitGenerator(
                 name=split,
@@ -188,13 +194,13 @@ class MedicBuilder(datasets.GeneratorBasedBuilder):
                 )
 
     def _read_rows(self, tsv_path: Path | str, root: Path | str, text: str | None = None) -> list[dict]:
-        rows = []
+        rows, skipped = [], 0
         for row in read_tsv_rows(tsv_path, root, text=text):
             if isinstance(row, MedicDataError):
-                self._skip_or_raise(row)
+                skipped += self._skip_or_raise(row)
             else:
                 rows.append(row)
-        logger.info(f"Read {len(rows)} rows from {tsv_path}")
+        logger.info(f"Read {len(rows) + skipped} rows from {tsv_path}" + (f", {skipped} of them skipped" if skipped else ""))
         return rows
 
     def _skip_or_raise(self, error: MedicDataError) -> bool:
@@ -298,9 +304,12 @@ def read_tsv_rows(tsv_path: Path | str, root: Path | str, text: str | None = Non
         line = reader.line_num
         where = {"file": str(tsv_path), "line": line}
         if None in record or None in record.values():
+            # DictReader fills missing fields with None and puts extra fields in a list under the key None.
+            extra_fields = record.pop(None, None) or []
+            found = sum(value is not None for value in record.values()) + len(extra_fields)
             yield MedicDataError(
                 f"{tsv_path}, line {line}: expected {len(reader.fieldnames)} tab-separated fields "
-                f"({', '.join(reader.fieldnames)}), got a different number. Fix the row's tabs or quotes.",
+                f"({', '.join(reader.fieldnames)}), got {found}. Fix the row's tabs or quotes.",
                 reason="malformed row",
                 skippable=True,
                 row={**where, "column": "", "value": ""},
@@ -380,7 +389,9 @@ def resolve_image_path(image_path: str, root: Path | str, tsv_path: Path | str, 
         if not inside:
             raise unsafe_path_error(where, image_path, member, root, row)
         return member
-    resolved = (root / image_path).resolve()
+    # The check is on the path as written, so a `data` folder that is a symbolic link to another disk still
+    # works: whoever can place links in the dataset folder chooses its files anyway, while a TSV row cannot.
+    resolved = Path(os.path.normpath(root / image_path))
     if not resolved.is_relative_to(root):
         raise unsafe_path_error(where, image_path, resolved, root, row)
     if not resolved.is_file():
@@ -427,12 +438,12 @@ def example_from_row(row: dict, image=None) -> dict:
     return example
 
 
-def warn_duplicate_paths(rows: dict[str, list[dict]]) -> None:
+def warn_duplicate_paths(image_paths: dict[str, list[str]]) -> None:
     """Warn about image paths listed twice in a split, and about images shared between splits.
 
     An image in both train and test leaks test data into training and inflates test scores.
     """
-    paths = {split: Counter(row["image_path"] for row in split_rows) for split, split_rows in rows.items()}
+    paths = {split: Counter(split_paths) for split, split_paths in image_paths.items()}
     for split, counts in paths.items():
         repeated = {path: count for path, count in counts.items() if count > 1}
         if repeated:

@@ -7,7 +7,8 @@ from .errors import MedicDataError, MedicUsageError
 
 
 # Errors in the user's input or environment: shown as one message, without a traceback.
-USER_ERRORS = (MedicDataError, MedicUsageError, FileNotFoundError, ConnectionError)
+# OSError covers what transformers raises for a model folder or Hub id it cannot find or reach.
+USER_ERRORS = (MedicDataError, MedicUsageError, OSError)
 
 
 COMMANDS = {

@@ -10,7 +10,14 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .builder import BAD_ROW_POLICIES, MEDIC_ARCHIVE_URL, MedicBuilder, medic_features, summarize_reasons
+from .builder import (
+    BAD_ROW_POLICIES,
+    MEDIC_ARCHIVE_URL,
+    MedicBuilder,
+    medic_features,
+    summarize_reasons,
+    warn_duplicate_paths,
+)
 from .errors import MedicDataError
 from .labels import MISSING_LABEL, SPLIT_FILES, TASK_LABELS, TASKS
 
@@ -165,7 +172,9 @@ def load_from_tsv(source, kind, streaming, on_bad_row, bad_rows_report, cache_di
             raise error.__cause__ from None
         raise
     report_skipped_rows(builder, bad_rows_report)
-    return builder.as_dataset()
+    medic = builder.as_dataset()
+    warn_duplicate_paths({split: dataset["image_path"] for split, dataset in medic.items()})
+    return medic
 
 
 def report_skipped_rows(builder: MedicBuilder, bad_rows_report: str | None) -> None:
@@ -184,7 +193,9 @@ def report_skipped_rows(builder: MedicBuilder, bad_rows_report: str | None) -> N
         report = Path(bad_rows_report)
         report.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cached_report, report)
-    logger.warning(f"Skipped {len(skipped)} bad row(s) in all: {summarize_reasons(skipped)}. Rows listed in {report}")
+    logger.warning(
+        f"Skipped {len(skipped)} bad row(s) across all splits: {summarize_reasons(skipped)}. Rows listed in {report}"
+    )
 
 
 def load_from_parquet(source, streaming, cache_dir, num_proc, download_mode, revision, token):

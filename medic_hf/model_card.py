@@ -51,6 +51,7 @@ def create_model_card(
     results: dict[str, dict],
     recipe: dict | None = None,
     figures: dict[str, str] | None = None,
+    data_notes: list[str] | None = None,
 ) -> ModelCard:
     """Build the card from the config, the data, the training settings and per-split metric results.
 
@@ -64,6 +65,7 @@ def create_model_card(
         results: per split (`"test"`, `"validation"`), the output of `metrics.compute_task_metrics`.
         recipe: the model and loss options of the run, as `training.training_recipe` returns them.
         figures: per task, the path of its confusion-matrix image relative to the card.
+        data_notes: sentences on problems in the training data, such as skipped rows or images in two splits.
     """
     dataset_description, dataset_type, dataset_name, hub_datasets = describe_data_source(data_source)
     recipe = recipe or {}
@@ -109,7 +111,8 @@ def create_model_card(
         task_labels={task: list(labels.values()) for task, labels in config.task_id2label.items()},
         dataset_description=dataset_description,
         official_data=data_source is None or is_hub_id(data_source),
-        warnings=describe_warnings(split_sizes, results.get(FIGURE_SPLIT)),
+        warnings=describe_warnings(split_sizes, results.get(FIGURE_SPLIT)) + list(data_notes or []),
+        data_notes=data_notes or [],
         split_sizes=split_sizes,
         hyperparameters=hyperparameters,
         recipe_lines=describe_recipe(config, recipe),
@@ -217,11 +220,13 @@ def describe_warnings(split_sizes: dict[str, int], split_results: dict | None) -
             single_class.append(task)
     if at_baseline:
         warnings.append(
-            f"On the {FIGURE_SPLIT} split, {', '.join(at_baseline)} score(s) no better than always predicting the "
-            "most frequent class."
+            f"On the {FIGURE_SPLIT} split, the model scores no better than always predicting the most frequent "
+            f"class on: {', '.join(at_baseline)}."
         )
     if single_class:
-        warnings.append(f"For {', '.join(single_class)}, the model predicts the same class for every {FIGURE_SPLIT} image.")
+        warnings.append(
+            f"The model predicts the same class for every {FIGURE_SPLIT} image on: {', '.join(single_class)}."
+        )
     return warnings
 
 
@@ -308,6 +313,7 @@ def write_model_card(folder: str | Path, model_id: str | None = None, output_fol
         results=results,
         recipe=training.get("recipe"),
         figures=figures,
+        data_notes=training.get("data_notes", []),
     )
     card_path = output_folder / "README.md"
     card.save(card_path)

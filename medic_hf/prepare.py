@@ -22,7 +22,7 @@ from .builder import MEDIC_CITATION, MEDIC_HOMEPAGE, MEDIC_LICENSE, summarize_re
 from .errors import MedicUsageError
 from .images import encode_jpeg
 from .labels import MISSING_LABEL, TASK_LABELS, TASKS
-from .loading import SKIPPED_ROWS_FILE, load_medic
+from .loading import SKIPPED_ROWS_FILE, load_medic, source_kind
 
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ def prepare_dataset(
         shutil.rmtree(output_dir)
     staging.rename(output_dir)
     logger.info(f"Wrote {sum(split_sizes.values())} examples ({split_sizes}) to {output_dir}")
+    if (output_dir / SKIPPED_ROWS_FILE).is_file():
+        logger.warning(f"The skipped rows are listed in {output_dir / SKIPPED_ROWS_FILE}")
     return output_dir
 
 
@@ -200,6 +202,7 @@ def create_dataset_card(medic: datasets.DatasetDict, source: str | None, max_sho
         template_path=str(TEMPLATE_PATH),
         repo_id="<this folder or repo id>",
         source=describe_source(source),
+        official_source=source is None or source_kind(source) in ("hub", "url"),
         image_storage=image_storage,
         skipped=len(skipped),
         skipped_reasons=summarize_reasons(skipped) if skipped else "",

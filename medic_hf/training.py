@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from .backbones import load_image_processor
+from .builder import summarize_reasons
 from .configuration_medic import LOSS_WEIGHTINGS
 from .errors import MedicUsageError
 from .hub import push_model_folder
@@ -388,8 +389,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: M
         training_info = {
             "data_source": data_args.source,
             "split_sizes": {split: len(dataset) for split, dataset in medic.items()},
-            "hyperparameters": card_hyperparameters(training_args),
+            "hyperparameters": card_hyperparameters(training_args, epochs_run=train_result.metrics.get("epoch")),
             "recipe": training_recipe(model, model_args, training_args),
+            "data_notes": describe_data_issues(medic, output_dir / SKIPPED_ROWS_FILE),
         }
         (output_dir / TRAINING_FILE).write_text(json.dumps(training_info, indent=2) + "\n")
         write_model_card(output_dir)
@@ -484,18 +486,41 @@ def evaluate_split(trainer: Trainer, dataset, tasks: list[str], num_labels: dict
     return results
 
 
-def card_hyperparameters(training_args: TrainingArguments) -> dict:
+def describe_data_issues(medic, skipped_rows_file: Path) -> list[str]:
+    """Describe, for the model card, the bad rows skipped and the images shared between splits."""
+    notes = []
+    if skipped_rows_file.is_file():
+        skipped = [json.loads(line) for line in skipped_rows_file.read_text().splitlines()]
+        notes.append(
+            f"{len(skipped)} bad row(s) of the source were skipped ({summarize_reasons(skipped)}); they are "
+            f"listed in {SKIPPED_ROWS_FILE}."
+        )
+    # `with_format(None)` reads the raw column past the on-the-fly image transform.
+    paths = {split: set(dataset.with_format(None)["image_path"]) for split, dataset in medic.items()}
+    for other in ("validation", "test"):
+        shared = paths["train"] & paths.get(other, set())
+        if shared:
+            notes.append(
+                f"{len(shared)} image path(s) appear in both the train and {other} splits, which inflates the "
+                f"{other} scores below."
+            )
+    return notes
+
+
+def card_hyperparameters(training_args: TrainingArguments, epochs_run: float | None = None) -> dict:
     mixed_precision = "no"
     if training_args.bf16:
         mixed_precision = "bf16"
     elif training_args.fp16:
         mixed_precision = "fp16"
-    return {
+    hyperparameters = {
         "learning_rate": training_args.learning_rate,
         "train_batch_size (per device)": training_args.per_device_train_batch_size,
         "devices (world size)": training_args.world_size,
         "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
-        "num_train_epochs": training_args.num_train_epochs,
+        "num_train_epochs": training_args.num_train_epochs if training_args.max_steps <= 0 else None,
+        "max_steps": training_args.max_steps if training_args.max_steps > 0 else None,
+        "epochs run": round(epochs_run, 2) if epochs_run is not None else None,
         "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
         "weight_decay": training_args.weight_decay,
         "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
@@ -503,6 +528,7 @@ def card_hyperparameters(training_args: TrainingArguments) -> dict:
         "seed": training_args.seed,
         "mixed_precision": mixed_precision,
     }
+    return {name: value for name, value in hyperparameters.items() if value is not None}
 
 
 def main(argv: list[str] | None = None) -> None:

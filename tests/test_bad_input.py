@@ -98,7 +98,7 @@ def test_skip_mode_counts_and_reports(folder, cache_dir, tmp_path, caplog):
     assert skipped[1]["column"] == "humanitarian"
     assert skipped[1]["value"] == "Not_Humanitarian "
     assert all(row["file"].endswith("MEDIC_train.tsv") for row in skipped)
-    assert "Skipped 4 bad row(s) in all: missing image: 1, unknown label: 1, unreadable image: 2" in caplog.text
+    assert "Skipped 4 bad row(s) across all splits: missing image: 1, unknown label: 1, unreadable image: 2" in caplog.text
 
     # A second load reuses the cache and still reports what was skipped.
     caplog.clear()
@@ -268,3 +268,30 @@ def test_to_rgb_composes_transparency_on_white():
     half_transparent = Image.new("RGBA", (2, 2), (0, 0, 0, 128))
 
     assert to_rgb(half_transparent).getpixel((0, 0)) == (127, 127, 127)
+
+
+def test_symlinked_data_folder_is_followed(tmp_path, cache_dir):
+    # The images live on "another disk"; the dataset folder links to them.
+    rows = build_medic_folder(tmp_path / "disk" / "MEDIC", {"train": 2, "validation": 1, "test": 1}, seed=71)
+    root = tmp_path / "MEDIC"
+    root.mkdir()
+    (root / "data").symlink_to(tmp_path / "disk" / "MEDIC" / "data", target_is_directory=True)
+    for name in SPLIT_FILES.values():
+        (root / name).write_bytes((tmp_path / "disk" / "MEDIC" / name).read_bytes())
+
+    medic = load_medic(str(root), cache_dir=cache_dir)
+
+    assert medic["train"]["image_id"] == [row["image_id"] for row in rows["train"]]
+    assert medic["train"][0]["image"].size == (48, 40)
+
+
+def test_duplicate_warning_repeats_on_cached_load(folder, cache_dir, caplog):
+    root, rows = folder
+    rows["test"][0]["image_path"] = rows["train"][5]["image_path"]
+    rewrite(root, "test", rows["test"])
+    load_medic(str(root), cache_dir=cache_dir)
+
+    with caplog.at_level(logging.WARNING):
+        load_medic(str(root), cache_dir=cache_dir)
+
+    assert "1 image path(s) appear in both the train and test splits" in caplog.text

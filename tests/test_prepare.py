@@ -107,6 +107,7 @@ def test_dataset_card_yaml_and_prose(source, tmp_path, cache_dir):
     assert "| little_or_none |" in card.text
     assert "shorter side at most 256 pixels" in card.text
     assert "@article{alam2022medic" in card.text
+    assert "check the terms of any images in it that do not come from MEDIC" in card.text
 
 
 def test_interrupted_prepare_leaves_no_finished_folder(source, tmp_path, cache_dir, monkeypatch):

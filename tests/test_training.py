@@ -299,3 +299,32 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_backbones):
     assert card.count("## Evaluation") == 1
     assert sorted(p.name for p in output_dir.glob("*.safetensors")) == ["model.safetensors"]
     assert json.loads((output_dir / "medic_metrics.json").read_text())["test"]["tasks"]["informative"]["support"] == 4
+
+
+def test_card_reports_data_problems_and_steps(tmp_path, tiny_backbones):
+    rows = build_medic_folder(tmp_path / "MEDIC", {"train": 8, "validation": 3, "test": 3}, seed=81)
+    (tmp_path / "MEDIC" / rows["train"][0]["image_path"]).write_bytes(b"")
+    rows["test"][0]["image_path"] = rows["train"][4]["image_path"]
+    write_tsv(tmp_path / "MEDIC" / SPLIT_FILES["test"], rows["test"])
+
+    run_cli(
+        "train", "--source", tmp_path / "MEDIC", "--backbone", tiny_backbones["vit"], "--output_dir", tmp_path / "model",
+        "--dataset_cache_dir", tmp_path / "cache", "--on_bad_row", "skip", "--max_steps", "2",
+        "--per_device_train_batch_size", "4", "--use_cpu", "True",
+    )  # fmt: skip
+
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "1 bad row(s) of the source were skipped (unreadable image: 1)" in card
+    assert "1 image path(s) appear in both the train and test splits" in card
+    assert "| max_steps | 2 |" in card
+    assert "| epochs run | 1.0 |" in card
+    assert "num_train_epochs" not in card
+    assert (tmp_path / "model" / "skipped_rows.jsonl").is_file()
+
+
+def test_missing_model_folder_is_one_line_error(tmp_path):
+    result = run_cli("evaluate", "--model", tmp_path / "no-such-model", "--source", tmp_path, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("medic-hf evaluate: error:")
+    assert "Traceback" not in result.stderr
