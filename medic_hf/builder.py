@@ -390,7 +390,7 @@ def resolve_image_path(image_path: str, root: Path | str, tsv_path: Path | str, 
             raise unsafe_path_error(where, image_path, member, root, row)
         return member
     # The check is on the path as written, so a `data` folder that is a symbolic link to another disk still
-    # works: whoever can place links in the dataset folder chooses its files anyway, while a TSV row cannot.
+    # works. A user who can create links in the dataset folder already chooses its files, but a TSV row cannot.
     resolved = Path(os.path.normpath(root / image_path))
     if not resolved.is_relative_to(root):
         raise unsafe_path_error(where, image_path, resolved, root, row)

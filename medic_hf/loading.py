@@ -51,11 +51,15 @@ def load_medic(
 
     Args:
         source (`str`, *optional*):
-            Any of: a folder laid out like the MEDIC archive (the three `MEDIC_*.tsv` files at any depth,
-            with `image_path` relative to their folder); the `MEDIC.tar.gz` archive as a local path or an
-            `http(s)://` URL, read member by member without extracting it; a folder of parquet files such
-            as `medic-hf prepare` writes; or a Hub dataset repo id such as `QCRI/MEDIC`. When `None`, the
-            official archive is downloaded from the MEDIC home page.
+            One of:
+
+            - a folder laid out like the MEDIC archive: the three `MEDIC_*.tsv` files at any depth, with
+              `image_path` relative to their folder;
+            - the `MEDIC.tar.gz` archive as a local path or an `http(s)://` URL, read member by member
+              without extracting it;
+            - a folder of parquet files such as `medic-hf prepare` writes;
+            - a Hub dataset repo id such as `QCRI/MEDIC`;
+            - `None`, to download the official archive from the MEDIC home page.
         name (`str`, defaults to `"all"`):
             `"all"` gives one `ClassLabel` column per task. A task name (`"damage_severity"`,
             `"informative"`, `"humanitarian"` or `"disaster_types"`) gives that task's labels in a single
@@ -217,8 +221,8 @@ def align_to_medic(dataset, source: str):
     """Rename splits to `train`/`validation`/`test` and remap each task's labels by class name.
 
     Copies such as `QCRI/MEDIC` number classes in their own order and call the validation split `dev`. Here
-    every label is looked up by its name in the copy's `ClassLabel` (or read as a class name string) and
-    stored as the index of that name in the task's sorted class list, so index `i` always means one class.
+    each label is looked up by its name, in the copy's `ClassLabel` or as a class-name string. It is stored
+    as the index of that name in the task's sorted class list, so index `i` always means one class.
 
     Raises:
         MedicDataError: a task column is missing, has a class name MEDIC does not define, or has integer

@@ -261,7 +261,9 @@ def test_animated_image_uses_first_frame(tmp_path, extension):
 
     assert image.mode == "RGB"
     red, green, blue = image.getpixel((8, 8))
-    assert red > 200 and green < 40 and blue < 40
+    assert red > 200
+    assert green < 40
+    assert blue < 40
 
 
 def test_to_rgb_composes_transparency_on_white():

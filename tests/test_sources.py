@@ -222,7 +222,7 @@ def test_hub_repo_id_goes_through_load_dataset(small_folder, tmp_path, cache_dir
     requests = []
 
     def offline_hub(path, **kwargs):
-        # The network boundary: answer the Hub request with a local copy laid out like QCRI/MEDIC.
+        # The network boundary: serve the Hub request from a local copy laid out like QCRI/MEDIC.
         requests.append((path, kwargs))
         return real_load_dataset(str(copy), streaming=kwargs["streaming"], cache_dir=kwargs["cache_dir"])
 
