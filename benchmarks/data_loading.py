@@ -5,7 +5,7 @@ flip, and both run in this process on one thread, so the ratio is images per sec
 
 (a) baseline: decode the original JPEG at full size with Pillow, resize to 256x256, random crop 224,
     horizontal flip, to tensor, normalise (the MEDIC authors' train transform).
-(b) medic_hf: `medic-hf prepare` stores each image with its shorter side at most 256 pixels; training
+(b) medic_hf: `medic-hf prepare` stores each image with its shorter side at most 256 pixels. Training
     reads the prepared folder with `datasets` and applies `MedicTransform` (random resized crop 224, flip,
     normalise), as `medic-hf train` does.
 

@@ -267,13 +267,13 @@ def read_archive_tsvs(members: Iterable[tuple[str, io.BufferedReader]], archive:
     Returns:
         Per split, the member path of its TSV file and the file's text.
     """
-    wanted = {name: split for split, name in SPLIT_FILES.items()}
+    split_by_name = {name: split for split, name in SPLIT_FILES.items()}
     found: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for member, file in members:
         name = posixpath.basename(member)
-        if name in wanted:
-            found[wanted[name]].append((posixpath.normpath(member), file.read().decode("utf-8-sig")))
-        if len(found) == len(wanted) and all(len(v) == 1 for v in found.values()):
+        if name in split_by_name:
+            found[split_by_name[name]].append((posixpath.normpath(member), file.read().decode("utf-8-sig")))
+        if len(found) == len(split_by_name) and all(len(entries) == 1 for entries in found.values()):
             break
     missing = [SPLIT_FILES[split] for split in SPLIT_FILES if split not in found]
     if missing:

@@ -13,7 +13,7 @@ from transformers import AutoImageProcessor, HfArgumentParser, Trainer, Training
 from .errors import MedicUsageError
 from .loading import load_medic
 from .modeling_medic import MedicForMultiTaskImageClassification
-from .training import evaluate_split
+from .training import evaluate_split, source_field
 from .transforms import MedicTransform
 
 
@@ -25,14 +25,7 @@ SPLITS = ("train", "validation", "test")
 @dataclass
 class EvaluateArguments:
     model: str = field(metadata={"help": "Folder or Hub id of a model trained with `medic-hf train`."})
-    source: str | None = field(
-        default=None,
-        metadata={
-            "aliases": ["--data_dir"],
-            "help": "Any source `load_medic` accepts: MEDIC folder, MEDIC.tar.gz, prepared folder or Hub repo id. "
-            "Leave out to download the official archive.",
-        },
-    )
+    source: str | None = source_field()
     on_bad_row: str = field(
         default="raise",
         metadata={"help": "raise: stop at the first bad TSV row. skip: skip and count bad rows.", "choices": ["raise", "skip"]},

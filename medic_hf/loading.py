@@ -69,8 +69,8 @@ def load_medic(
         streaming (`bool`, defaults to `False`):
             Return `IterableDataset`s that read the source as they are iterated, with the same examples.
         on_bad_row (`str`, defaults to `"raise"`):
-            For TSV sources: `"raise"` stops at the first bad row; `"skip"` skips rows with an unknown label,
-            a missing or unreadable image, or the wrong number of fields, logs a count per reason, and writes
+            For TSV sources. `"raise"` stops at the first bad row. `"skip"` skips rows with an unknown label,
+            a missing or unreadable image, or the wrong number of fields. It logs a count per reason and writes
             the skipped rows as JSON lines to `bad_rows_report`. Unsafe image paths always raise.
         bad_rows_report (`str`, *optional*):
             Where to write the skipped rows. Defaults to `skipped_rows.jsonl` in the prepared cache folder.

@@ -28,7 +28,7 @@ FIGURES_DIR = "images"
 # The split whose confusion matrices are drawn in the card.
 FIGURE_SPLIT = "test"
 
-# How each scalar metric appears in `model-index`: the metric type the Hub recognizes, and its averaging.
+# The `model-index` form of each scalar metric: the metric type the Hub recognizes, and its averaging.
 METRIC_TYPES = {
     "accuracy": ("accuracy", None),
     "precision_weighted": ("precision", "weighted"),

@@ -138,9 +138,9 @@ def parse_task_weights(pairs: list[str] | dict[str, float]) -> dict[str, float]:
     return weights
 
 
-@dataclass
-class DataArguments:
-    source: str | None = field(
+def source_field():
+    """Build the `--source` option (alias `--data_dir`) that `train` and `evaluate` share."""
+    return field(
         default=None,
         metadata={
             "aliases": ["--data_dir"],
@@ -148,6 +148,11 @@ class DataArguments:
             "`medic-hf prepare`, or a Hub dataset repo id such as QCRI/MEDIC. Leave out to download the official archive.",
         },
     )
+
+
+@dataclass
+class DataArguments:
+    source: str | None = source_field()
     on_bad_row: str = field(
         default="raise",
         metadata={
